@@ -1,0 +1,17 @@
+/* `faultline plan`, `faultline list` and the generated reference: printing what would be done, with no side effect. */
+#ifndef FL_PLAN_H
+#define FL_PLAN_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "scenario.h"
+
+/* The ordered timeline of a run, what each fault would touch and which preflight checks run. */
+void fl_plan_print(const struct fl_scenario *sc, FILE *out);
+/* Injectors, their parameters and whether this host can run each (probe, no side effect). */
+void fl_list_print(FILE *out);
+/* docs/reference.md: scenario keys and every injector's parameters, from the tables. */
+void fl_reference_markdown(FILE *out);
+
+#endif

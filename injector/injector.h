@@ -1,0 +1,160 @@
+/* The injector contract (one const ops table per fault type) and the one registry. */
+#ifndef FL_INJECTOR_H
+#define FL_INJECTOR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "fl_err.h"
+
+/*
+ * Parameters are declared, not parsed, by injectors. The controller turns the
+ * scenario's text into typed values using this table (kind, range, default)
+ * before anything runs; the same table prints `faultline list` and the
+ * parameter reference in docs/. An injector never sees YAML.
+ */
+enum fl_param_kind {
+	FL_P_DURATION,  /* .i: nanoseconds */
+	FL_P_SIZE,      /* .u: bytes */
+	FL_P_RATE,      /* .d: events per second */
+	FL_P_BYTERATE,  /* .u: bytes per second */
+	FL_P_RATIO,     /* .d: 0..1 ("50%") */
+	FL_P_INT,       /* .i */
+	FL_P_BOOL,      /* .b */
+	FL_P_STRING,    /* .s */
+	FL_P_ENUM,      /* .i: index into enums[], .s: the name */
+	FL_P_ERRNO,     /* .i: errno number */
+	FL_P_SIGNAL,    /* .i: signal number */
+	FL_P_STRLIST,   /* .list: a sequence of strings (or one string) */
+	FL_P_CIDR,      /* .cidr: address or address/prefix, v4 or v6 */
+	FL_P_OBJECT,    /* .obj: a mapping validated by .sub */
+	FL_P_STRMAP,    /* .list: a mapping of strings, as key,value,key,value */
+};
+
+struct fl_param {
+	const char *name;
+	enum fl_param_kind kind;
+	bool required;
+	const char *def;                /* default, in scenario syntax; NULL = unset */
+	const char *min, *max;          /* bounds in scenario syntax; NULL = none */
+	const char *const *enums;       /* FL_P_ENUM / FL_P_STRLIST allowed words, NULL-terminated */
+	const struct fl_param *sub;     /* FL_P_OBJECT members, terminated by {0} */
+	const char *help;
+};
+
+struct fl_cidr {
+	int family;        /* AF_INET or AF_INET6 */
+	unsigned char addr[16];
+	int prefix;        /* 0..32 or 0..128 */
+};
+
+struct fl_strlist {
+	char **v;
+	int n;
+};
+
+struct fl_value {
+	bool set;          /* given in the scenario or by a default */
+	bool defaulted;    /* came from the table's default */
+	int line, col;     /* where it was written, 0 when defaulted */
+	int64_t i;
+	uint64_t u;
+	double d;
+	bool b;
+	char *s;
+	struct fl_strlist list;
+	struct fl_cidr cidr;
+	struct fl_value *obj;  /* FL_P_OBJECT: one per sub-param, same index */
+};
+
+/* What the controller tells an injector about the target; no YAML, no verdicts. */
+struct fl_target_info {
+	pid_t pid;                 /* main pid, 0 when unknown */
+	pid_t pgid;                /* process group faultline started it in, 0 if not launched */
+	bool launched;             /* faultline started it (seccomp-style faults allowed) */
+	char cgroup_v2[4096];      /* absolute path of its cgroup v2 dir, "" if none */
+	char memcg[4096];          /* absolute path of its memory cgroup (v1 or v2), "" if none */
+	char netns[4096];          /* path of a netns file to enter, "" = the controller's own */
+	bool allow_host_wide;      /* scenario allows host-wide scope */
+};
+
+struct fl_journal;
+struct fl_journal_rec;
+struct fl_injector;
+
+/* One fault of a scenario, with its typed parameters and the injector's run-time state. */
+struct fl_fault {
+	char *name;
+	const struct fl_injector *inj;
+	int64_t at_ns;             /* offset from the start of the fault timeline */
+	int64_t duration_ns;
+	int line, col;             /* where the fault begins in the scenario */
+	struct fl_value *values;   /* one per inj->params entry, same index */
+	const struct fl_target_info *target; /* set by the engine before check/apply */
+	void *state;               /* owned by the injector between apply and revert */
+};
+
+/* What a fault really did, next to what was configured; key/value pairs for reports. */
+#define FL_OBS_MAX 16
+struct fl_observation {
+	int n;
+	struct {
+		char key[48];
+		char text[96];     /* human form, e.g. "2.003s" */
+		double num;        /* machine form, in the unit named by key (e.g. pause_s) */
+		bool is_num;
+	} kv[FL_OBS_MAX];
+};
+
+struct fl_injector {
+	const char *type;                 /* "process.pause" */
+	const char *summary;              /* one line for `faultline list` */
+	const char *preflight;            /* what check() verifies, for `plan` and the docs */
+	const struct fl_param *params;    /* terminated by {0} */
+	/* Host-wide capability probe for `faultline list`: 0 or why not. No side effect. */
+	int (*probe)(struct fl_err *err);
+	/* Preflight for one fault against its target. No side effect. */
+	int (*check)(const struct fl_fault *f, struct fl_err *err);
+	/* Describe what apply would touch, for `plan` (one line into buf). */
+	void (*describe)(const struct fl_fault *f, char *buf, size_t len);
+	/* Journal first (fl_journal_append + fsync), then act. */
+	int (*apply)(struct fl_fault *f, struct fl_journal *j, struct fl_err *err);
+	/* Report what really happened so far; may be called while active and after revert. */
+	int (*observe)(struct fl_fault *f, struct fl_observation *obs);
+	/* Idempotent; keeps f->state so a final observe can report the whole fault. */
+	int (*revert)(struct fl_fault *f, struct fl_err *err);
+	/* Free f->state after the final observe (NULL: plain free()). */
+	void (*release)(struct fl_fault *f);
+	/* Undo from the journal record alone, in a fresh process. */
+	int (*revert_record)(const struct fl_journal_rec *rec, struct fl_err *err);
+};
+
+/*
+ * The registry: one X-macro list. Adding an injector = one line here plus its
+ * file. Only injectors that really work are listed.
+ */
+#define FL_INJECTORS(X) \
+	X(process_pause)    \
+	X(fd_exhaust)
+
+#define FL_DECLARE_INJECTOR(id) extern const struct fl_injector fl_inj_##id;
+FL_INJECTORS(FL_DECLARE_INJECTOR)
+#undef FL_DECLARE_INJECTOR
+
+extern const struct fl_injector *const fl_injectors[];
+extern const int fl_injector_count;
+
+const struct fl_injector *fl_injector_find(const char *type);
+/* Index of a parameter in inj->params, -1 when absent. */
+int fl_param_index(const struct fl_param *params, const char *name);
+/* Typed access for injectors; the parameter must exist in their table. */
+const struct fl_value *fl_fault_value(const struct fl_fault *f, const char *name);
+
+/* Observation helpers. */
+void fl_obs_num(struct fl_observation *o, const char *key, double num, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+void fl_obs_text(struct fl_observation *o, const char *key, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+#endif

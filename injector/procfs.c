@@ -1,0 +1,107 @@
+/* /proc readers: process identity, state, process group and open fd count. */
+#include "procfs.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* Read /proc/PID/stat and return a pointer just past the ") " that ends comm (comm may hold ')'). */
+static int read_stat(pid_t pid, char *buf, size_t len, char **rest)
+{
+	char path[64];
+	ssize_t n;
+	int fd;
+	char *p;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd < 0)
+		return -errno;
+	n = read(fd, buf, len - 1);
+	close(fd);
+	if (n <= 0)
+		return n < 0 ? -errno : -ESRCH;
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	if (!p || p[1] != ' ')
+		return -EINVAL;
+	*rest = p + 2;
+	return 0;
+}
+
+int fl_proc_state(pid_t pid, char *state)
+{
+	char buf[1024], *rest;
+	int rc = read_stat(pid, buf, sizeof(buf), &rest);
+
+	if (rc)
+		return rc;
+	*state = rest[0];
+	return 0;
+}
+
+static int stat_field(pid_t pid, int field, unsigned long long *out)
+{
+	char buf[1024], *rest, *save = NULL, *tok;
+	int rc = read_stat(pid, buf, sizeof(buf), &rest);
+
+	if (rc)
+		return rc;
+	/* rest starts at field 3 (state) */
+	tok = strtok_r(rest, " ", &save);
+	for (int i = 3; tok && i < field; i++)
+		tok = strtok_r(NULL, " ", &save);
+	if (!tok)
+		return -EINVAL;
+	*out = strtoull(tok, NULL, 10);
+	return 0;
+}
+
+int fl_proc_starttime(pid_t pid, uint64_t *out)
+{
+	unsigned long long v;
+	int rc = stat_field(pid, 22, &v);
+
+	if (!rc)
+		*out = v;
+	return rc;
+}
+
+int fl_proc_pgid(pid_t pid, pid_t *out)
+{
+	unsigned long long v;
+	int rc = stat_field(pid, 5, &v);
+
+	if (!rc)
+		*out = (pid_t)v;
+	return rc;
+}
+
+int fl_proc_count_fds(pid_t pid)
+{
+	char path[64];
+	DIR *d;
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)pid);
+	d = opendir(path);
+	if (!d)
+		return -errno;
+	while ((e = readdir(d)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+int fl_proc_same(pid_t pid, uint64_t start)
+{
+	uint64_t now;
+
+	return fl_proc_starttime(pid, &now) == 0 && now == start;
+}

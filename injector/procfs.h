@@ -1,0 +1,19 @@
+/* Small /proc readers the injectors share: process identity (pid + start time), state, open fds. */
+#ifndef FL_PROCFS_H
+#define FL_PROCFS_H
+
+#include <stdint.h>
+#include <sys/types.h>
+
+/* Start time in clock ticks since boot (field 22 of /proc/PID/stat): with the pid, a process identity. */
+int fl_proc_starttime(pid_t pid, uint64_t *out);
+/* One-letter state (R S D T t Z X ...) of /proc/PID/stat; 0 or -errno. */
+int fl_proc_state(pid_t pid, char *state);
+/* Process group of pid; 0 or -errno. */
+int fl_proc_pgid(pid_t pid, pid_t *out);
+/* Number of entries in /proc/PID/fd, or -errno. */
+int fl_proc_count_fds(pid_t pid);
+/* True when pid still is the process that had start time `start`. */
+int fl_proc_same(pid_t pid, uint64_t start);
+
+#endif
