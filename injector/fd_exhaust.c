@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/capability.h>
 #include <sys/resource.h>
 
 #include "injector.h"
@@ -13,7 +14,8 @@ static const struct fl_param fd_params[] = {
 	{.name = "limit", .kind = FL_P_INT, .required = true, .min = "1", .max = "1048576",
 	 .help = "the soft RLIMIT_NOFILE to set; below the fds already open, every new fd fails with EMFILE"},
 	{.name = "hard", .kind = FL_P_INT, .min = "1", .max = "1048576",
-	 .help = "also set the hard limit (default: keep it; it cannot go below `limit`)"},
+	 .help = "also lower the hard limit (default: keep it); refused without CAP_SYS_RESOURCE, "
+		 "which restoring it needs"},
 	{0},
 };
 
@@ -46,6 +48,15 @@ static int fd_wanted(const struct fl_fault *f, const struct rlimit *old, struct 
 	if (want->rlim_cur > want->rlim_max)
 		return fl_err_set(err, -EINVAL, "limit %llu is above the hard limit %llu",
 				  (unsigned long long)want->rlim_cur, (unsigned long long)want->rlim_max);
+	/* raising a hard limit back needs CAP_SYS_RESOURCE: without it the fault could not be undone */
+	if (want->rlim_max > old->rlim_max ||
+	    (want->rlim_max < old->rlim_max && !fl_have_cap(CAP_SYS_RESOURCE))) {
+		fl_err_set(err, -EPERM, "%s the hard RLIMIT_NOFILE (%llu -> %llu) needs CAP_SYS_RESOURCE%s",
+			   want->rlim_max > old->rlim_max ? "raising" : "lowering",
+			   (unsigned long long)old->rlim_max, (unsigned long long)want->rlim_max,
+			   want->rlim_max < old->rlim_max ? " to undo, and faultline does not have it" : "");
+		return fl_err_hint(err, "omit `hard`: the soft limit alone makes accept() fail with EMFILE");
+	}
 	return 0;
 }
 
@@ -190,8 +201,8 @@ static int fd_revert_record(const struct fl_journal_rec *r, struct fl_err *err)
 const struct fl_injector fl_inj_fd_exhaust = {
 	.type = "fd.exhaust",
 	.summary = "lower the target's RLIMIT_NOFILE (prlimit) so accept()/open() fail with EMFILE",
-	.preflight = "the target has a pid (not pid 1); prlimit(2) may read its RLIMIT_NOFILE "
-		     "(CAP_SYS_RESOURCE); limit <= hard limit",
+	.preflight = "the target has a pid (not pid 1); prlimit(2) may read its RLIMIT_NOFILE; "
+		     "limit <= hard limit; a lowered hard limit can be restored (CAP_SYS_RESOURCE)",
 	.params = fd_params,
 	.probe = fd_probe,
 	.check = fd_check,

@@ -105,3 +105,21 @@ int fl_proc_same(pid_t pid, uint64_t start)
 
 	return fl_proc_starttime(pid, &now) == 0 && now == start;
 }
+
+int fl_have_cap(int cap)
+{
+	FILE *f = fopen("/proc/self/status", "re");
+	char line[256];
+	unsigned long long eff = 0;
+	int found = 0;
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "CapEff: %llx", &eff) == 1) {
+			found = 1;
+			break;
+		}
+	fclose(f);
+	return found && cap >= 0 && cap < 64 && ((eff >> cap) & 1);
+}

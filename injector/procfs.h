@@ -13,6 +13,8 @@ int fl_proc_state(pid_t pid, char *state);
 int fl_proc_pgid(pid_t pid, pid_t *out);
 /* Number of entries in /proc/PID/fd, or -errno. */
 int fl_proc_count_fds(pid_t pid);
+/* Whether this process has capability `cap` (CAP_*) in its effective set, from /proc/self/status. */
+int fl_have_cap(int cap);
 /* True when pid still is the process that had start time `start`. */
 int fl_proc_same(pid_t pid, uint64_t start);
 

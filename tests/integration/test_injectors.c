@@ -1,0 +1,301 @@
+/* process.pause and fd.exhaust against a real child: apply journals first, revert restores exactly, revert_record works from the journal alone. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <linux/capability.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "journal.h"
+#include "procfs.h"
+#include "scenario.h"
+
+struct world {
+	char dir[64];
+	pid_t child;
+	struct fl_target_info info;
+	struct fl_journal *j;
+};
+
+static int setup(void **state)
+{
+	struct world *w = calloc(1, sizeof(*w));
+	struct fl_err e;
+
+	snprintf(w->dir, sizeof(w->dir), "/tmp/fl-inj-XXXXXX");
+	if (!mkdtemp(w->dir))
+		return -1;
+	w->child = fork();
+	if (w->child == 0) {
+		setpgid(0, 0);
+		for (;;)
+			pause();
+	}
+	setpgid(w->child, w->child);
+	w->info.pid = w->child;
+	w->info.pgid = w->child;
+	w->info.launched = true;
+	if (fl_journal_open(w->dir, "test-run", "unit", &w->j, &e))
+		return -1;
+	*state = w;
+	return 0;
+}
+
+static int teardown(void **state)
+{
+	struct world *w = *state;
+	char cmd[128];
+
+	kill(w->child, SIGKILL);
+	waitpid(w->child, NULL, 0);
+	fl_journal_close(w->j, false);
+	snprintf(cmd, sizeof(cmd), "rm -rf %s", w->dir);
+	if (system(cmd) != 0)
+		return -1;
+	free(w);
+	return 0;
+}
+
+/* Build a fault of `type` from scenario text, so parameters go through the real tables. */
+static struct fl_scenario *scenario_with(const char *fault_yaml)
+{
+	char buf[2048];
+	struct fl_diags d = {0};
+	struct fl_scenario *sc;
+
+	snprintf(buf, sizeof(buf),
+		 "version: 1\nname: t\ntarget: {url: \"http://127.0.0.1:1/\", pid: 4242}\n"
+		 "load: {rate: 1/s}\nslo: {good: {latency: 1s}, survival_ratio: 90%%}\n"
+		 "faults:\n%s",
+		 fault_yaml);
+	sc = fl_scenario_parse("t.yaml", buf, strlen(buf), NULL, 0, &d);
+	if (!sc)
+		fl_diags_print(&d, stderr);
+	fl_diags_free(&d);
+	assert_non_null(sc);
+	return sc;
+}
+
+static char state_of(pid_t pid)
+{
+	char s = '?';
+
+	/* SIGSTOP/SIGCONT are asynchronous: give the kernel a moment to act */
+	for (int i = 0; i < 200; i++) {
+		assert_int_equal(fl_proc_state(pid, &s), 0);
+		if (s == 'T' || s == 'S')
+			break;
+		usleep(1000);
+	}
+	return s;
+}
+
+static void wait_state(pid_t pid, char want)
+{
+	char s = '?';
+
+	for (int i = 0; i < 500 && s != want; i++) {
+		fl_proc_state(pid, &s);
+		if (s != want)
+			usleep(1000);
+	}
+	assert_int_equal(s, want);
+}
+
+static void test_pause_apply_observe_revert(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc = scenario_with("  - {name: freeze, type: process.pause, duration: 1s}\n");
+	struct fl_fault *f = &sc->faults[0];
+	struct fl_observation o = {0};
+	struct fl_journal_info info;
+	struct fl_err e;
+
+	f->target = &w->info;
+	assert_int_equal(f->inj->check(f, &e), 0);
+	assert_int_equal(f->inj->apply(f, w->j, &e), 0);
+	wait_state(w->child, 'T');
+	usleep(200 * 1000);
+	assert_int_equal(f->inj->observe(f, &o), 0);
+	assert_int_equal(f->inj->revert(f, &e), 0);
+	wait_state(w->child, 'S');
+	/* idempotent */
+	assert_int_equal(f->inj->revert(f, &e), 0);
+	o.n = 0;
+	assert_int_equal(f->inj->observe(f, &o), 0);
+	for (int i = 0; i < o.n; i++) {
+		if (!strcmp(o.kv[i].key, "pause_s"))
+			assert_true(o.kv[i].num >= 0.19 && o.kv[i].num < 1.0);
+		if (!strcmp(o.kv[i].key, "stopped_seen"))
+			assert_string_equal(o.kv[i].text, "yes");
+	}
+	/* the journal holds the record, written before the signal */
+	assert_int_equal(fl_journal_read(fl_journal_path(w->j), &info, &e), 0);
+	assert_int_equal(info.nrecs, 1);
+	assert_string_equal(info.recs[0].injector, "process.pause");
+	assert_true(info.owner_alive);
+	fl_journal_info_free(&info);
+	free(f->state);
+	f->state = NULL;
+	fl_scenario_free(sc);
+}
+
+static void test_pause_revert_record_from_journal(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc = scenario_with("  - {name: freeze, type: process.pause, duration: 1s}\n");
+	struct fl_fault *f = &sc->faults[0];
+	struct fl_journal_info info;
+	struct fl_err e;
+
+	f->target = &w->info;
+	assert_int_equal(f->inj->apply(f, w->j, &e), 0);
+	wait_state(w->child, 'T');
+	/* forget the in-memory state, as a crashed controller would */
+	free(f->state);
+	f->state = NULL;
+	assert_int_equal(fl_journal_read(fl_journal_path(w->j), &info, &e), 0);
+	assert_int_equal(info.nrecs, 1);
+	assert_int_equal(fl_injector_find(info.recs[0].injector)->revert_record(&info.recs[0], &e), 0);
+	wait_state(w->child, 'S');
+	fl_journal_info_free(&info);
+	fl_scenario_free(sc);
+	(void)state_of;
+}
+
+static void limits_of(pid_t pid, struct rlimit *r)
+{
+	assert_int_equal(prlimit(pid, RLIMIT_NOFILE, NULL, r), 0);
+}
+
+static void test_fd_exhaust_restores_exactly(void **state)
+{
+	struct world *w = *state;
+	/* with CAP_SYS_RESOURCE the hard limit is lowered too; without it only the soft one can be */
+	bool cap = fl_have_cap(CAP_SYS_RESOURCE);
+	struct fl_scenario *sc = scenario_with(
+		cap ? "  - {name: fds, type: fd.exhaust, duration: 1s, limit: 16, hard: 32}\n"
+		    : "  - {name: fds, type: fd.exhaust, duration: 1s, limit: 16}\n");
+	struct fl_fault *f = &sc->faults[0];
+	struct rlimit before, during, after, odd = {.rlim_cur = 777, .rlim_max = 4099};
+	struct fl_observation o = {0};
+	struct fl_err e;
+	bool saw_limit = false;
+
+	/* an unusual limit to restore, so "restored" cannot be a coincidence (lowering needs no cap) */
+	assert_int_equal(prlimit(w->child, RLIMIT_NOFILE, &odd, NULL), 0);
+	limits_of(w->child, &before);
+	f->target = &w->info;
+	assert_int_equal(f->inj->check(f, &e), 0);
+	assert_int_equal(f->inj->apply(f, w->j, &e), 0);
+	limits_of(w->child, &during);
+	assert_int_equal(during.rlim_cur, 16);
+	assert_int_equal(during.rlim_max, cap ? 32 : 4099);
+	assert_int_equal(f->inj->observe(f, &o), 0);
+	for (int i = 0; i < o.n; i++) {
+		if (!strcmp(o.kv[i].key, "limit_in_force")) {
+			assert_true(o.kv[i].num == 16.0);
+			saw_limit = true;
+		}
+		if (!strcmp(o.kv[i].key, "fds_open"))
+			assert_true(o.kv[i].num >= 3); /* the child's own count from /proc */
+	}
+	assert_true(saw_limit);
+	assert_int_equal(f->inj->revert(f, &e), 0);
+	limits_of(w->child, &after);
+	assert_int_equal(after.rlim_cur, before.rlim_cur);
+	assert_int_equal(after.rlim_max, before.rlim_max);
+	free(f->state);
+	f->state = NULL;
+
+	/* and from the journal alone, after a "crash" */
+	if (f->inj->apply(f, w->j, &e))
+		fail_msg("second apply: %s", e.msg);
+	free(f->state);
+	f->state = NULL;
+	{
+		struct fl_journal_info info;
+
+		assert_int_equal(fl_journal_read(fl_journal_path(w->j), &info, &e), 0);
+		assert_int_equal(info.nrecs, 2);
+		assert_int_equal(f->inj->revert_record(&info.recs[1], &e), 0);
+		fl_journal_info_free(&info);
+	}
+	limits_of(w->child, &after);
+	assert_int_equal(after.rlim_cur, 777);
+	assert_int_equal(after.rlim_max, 4099);
+	fl_scenario_free(sc);
+}
+
+static void test_checks_refuse_what_they_must(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc = scenario_with("  - {name: fds, type: fd.exhaust, duration: 1s, limit: 64, hard: 32}\n"
+					       "  - {name: freeze, type: process.pause, duration: 1s}\n");
+	struct fl_target_info gone = {.pid = 0};
+	struct fl_target_info init = {.pid = 1};
+	struct fl_err e;
+
+	sc->faults[0].target = &w->info;
+	assert_int_equal(sc->faults[0].inj->check(&sc->faults[0], &e), -EINVAL);
+	assert_non_null(strstr(e.msg, "above the hard limit"));
+	if (!fl_have_cap(CAP_SYS_RESOURCE)) {
+		/* this host's root lacks it: a lowered hard limit could never be restored */
+		struct fl_scenario *hard = scenario_with(
+			"  - {name: fds, type: fd.exhaust, duration: 1s, limit: 8, hard: 16}\n");
+
+		hard->faults[0].target = &w->info;
+		assert_int_equal(hard->faults[0].inj->check(&hard->faults[0], &e), -EPERM);
+		assert_non_null(strstr(e.msg, "needs CAP_SYS_RESOURCE to undo"));
+		assert_non_null(strstr(e.hint, "omit `hard`"));
+		fl_scenario_free(hard);
+	}
+	sc->faults[1].target = &gone;
+	assert_int_equal(sc->faults[1].inj->check(&sc->faults[1], &e), -ESRCH);
+	sc->faults[1].target = &init;
+	assert_int_equal(sc->faults[1].inj->check(&sc->faults[1], &e), -EPERM);
+	sc->faults[0].target = &init;
+	assert_int_equal(sc->faults[0].inj->check(&sc->faults[0], &e), -EPERM);
+	fl_scenario_free(sc);
+}
+
+/* A recycled pid is someone else: revert_record must leave it alone. */
+static void test_revert_record_ignores_recycled_pid(void **state)
+{
+	struct world *w = *state;
+	struct fl_journal_rec rec = {.seq = 1};
+	struct rlimit before, after;
+	uint64_t start;
+	struct fl_err e;
+
+	assert_int_equal(fl_proc_starttime(w->child, &start), 0);
+	limits_of(w->child, &before);
+	snprintf(rec.data, sizeof(rec.data), "pid=%d start=%llu old_cur=5 old_max=5", (int)w->child,
+		 (unsigned long long)start + 1);
+	assert_int_equal(fl_injector_find("fd.exhaust")->revert_record(&rec, &e), 0);
+	limits_of(w->child, &after);
+	assert_int_equal(after.rlim_cur, before.rlim_cur);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test_setup_teardown(test_pause_apply_observe_revert, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_revert_record_from_journal, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_fd_exhaust_restores_exactly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_checks_refuse_what_they_must, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_revert_record_ignores_recycled_pid, setup, teardown),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
