@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
 
+#include "engine.h"
 #include "exitcodes.h"
 #include "plan.h"
+#include "report.h"
 #include "scenario.h"
 
 #define FL_DEFAULT_STATE_DIR "/run/faultline"
@@ -34,14 +37,15 @@ static const char usage_main[] =
 
 static const char usage_run[] =
 	"usage: faultline run SCENARIO.yaml [--json FILE] [--junit FILE] [--set KEY=VALUE]...\n"
-	"                     [--quiet] [--state-dir DIR]\n"
+	"                     [--quiet] [--state-dir DIR] [--report-dir DIR]\n"
 	"\n"
 	"  --json FILE        write the machine-readable report\n"
 	"  --junit FILE       write a JUnit XML report (a testcase per SLO check and per fault)\n"
 	"  --set KEY=VALUE    override a scenario value by dotted path, e.g. load.rate=500/s,\n"
 	"                     phases.baseline=5s, faults.db-latency.delay=1s (validated like the file)\n"
 	"  --quiet            print only the verdict line\n"
-	"  --state-dir DIR    where the journal lives (default " FL_DEFAULT_STATE_DIR ")\n";
+	"  --state-dir DIR    where the journal lives (default " FL_DEFAULT_STATE_DIR ")\n"
+	"  --report-dir DIR   where the target's output is kept (default $TMPDIR/faultline-RUNID)\n";
 
 static const char usage_validate[] =
 	"usage: faultline validate SCENARIO.yaml... [--set KEY=VALUE]...\n"
@@ -69,7 +73,7 @@ static const char usage_list[] =
 	"Lists the injectors, their parameters and whether this host can run each (or the\n"
 	"precise reason it cannot). --markdown prints docs/reference.md.\n";
 
-enum { OPT_JSON = 1000, OPT_JUNIT, OPT_SET, OPT_QUIET, OPT_STATE_DIR, OPT_MARKDOWN, OPT_HELP };
+enum { OPT_JSON = 1000, OPT_JUNIT, OPT_SET, OPT_QUIET, OPT_STATE_DIR, OPT_REPORT_DIR, OPT_MARKDOWN, OPT_HELP };
 
 static const struct option long_opts[] = {
 	{"json", required_argument, NULL, OPT_JSON},
@@ -77,6 +81,7 @@ static const struct option long_opts[] = {
 	{"set", required_argument, NULL, OPT_SET},
 	{"quiet", no_argument, NULL, OPT_QUIET},
 	{"state-dir", required_argument, NULL, OPT_STATE_DIR},
+	{"report-dir", required_argument, NULL, OPT_REPORT_DIR},
 	{"markdown", no_argument, NULL, OPT_MARKDOWN},
 	{"help", no_argument, NULL, OPT_HELP},
 	{0},
@@ -85,7 +90,7 @@ static const struct option long_opts[] = {
 struct cli {
 	const char *cmd;
 	const char *usage;
-	const char *json, *junit, *state_dir;
+	const char *json, *junit, *state_dir, *report_dir;
 	char **sets;
 	int nsets;
 	bool quiet, markdown;
@@ -130,6 +135,7 @@ static int parse_opts(struct cli *c, int argc, char **argv, const char *allowed)
 		case OPT_SET: c->sets[c->nsets++] = optarg; break;
 		case OPT_QUIET: c->quiet = true; break;
 		case OPT_STATE_DIR: c->state_dir = optarg; break;
+		case OPT_REPORT_DIR: c->report_dir = optarg; break;
 		case OPT_MARKDOWN: c->markdown = true; break;
 		default: break;
 		}
@@ -201,7 +207,11 @@ static int cmd_plan(struct cli *c)
 
 static int cmd_run(struct cli *c)
 {
+	struct fl_run_opts opts = {.state_dir = c->state_dir, .report_dir = c->report_dir,
+				   .quiet = c->quiet, .progress_fd = STDOUT_FILENO};
 	struct fl_scenario *sc;
+	struct fl_run run;
+	struct fl_err err;
 	int rc = need_args(c, 1, 1);
 
 	if (rc)
@@ -209,10 +219,19 @@ static int cmd_run(struct cli *c)
 	sc = load_or_report(c->args[0], c);
 	if (!sc)
 		return FL_EXIT_INVALID;
+	rc = fl_engine_run(sc, &opts, &run);
+	if (!c->quiet)
+		fl_report_summary(&run, stdout);
+	/* reports are written whatever the outcome: an unrunnable or aborted drill is news too */
+	if (c->json && fl_report_json(&run, c->json, &err))
+		fprintf(stderr, "faultline run: %s\n", err.msg);
+	if (c->junit && fl_report_junit(&run, c->junit, &err))
+		fprintf(stderr, "faultline run: %s\n", err.msg);
+	fflush(stdout);
+	fl_report_verdict_line(&run, stdout);
+	fl_run_free(&run);
 	fl_scenario_free(sc);
-	fprintf(stderr, "faultline run: the drill engine is not built yet in this version; "
-			"nothing was started or injected (use `faultline plan` to see the timeline)\n");
-	return FL_EXIT_UNRUNNABLE;
+	return rc;
 }
 
 static int cmd_recover(struct cli *c)
@@ -253,7 +272,7 @@ static const struct {
 	const char *usage;
 	const char *allowed; /* long options this command takes */
 } commands[] = {
-	{"run", cmd_run, usage_run, "json junit set quiet state-dir"},
+	{"run", cmd_run, usage_run, "json junit set quiet state-dir report-dir"},
 	{"validate", cmd_validate, usage_validate, "set"},
 	{"plan", cmd_plan, usage_plan, "set"},
 	{"recover", cmd_recover, usage_recover, "state-dir"},

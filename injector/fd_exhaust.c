@@ -25,6 +25,8 @@ struct fd_state {
 	struct rlimit old, set;
 	int fds_at_apply;
 	int peak_fds;
+	struct rlimit seen;      /* the limit read back from the kernel while applied */
+	bool seen_set;
 	bool reverted;
 };
 
@@ -147,11 +149,15 @@ static int fd_observe(struct fl_fault *f, struct fl_observation *o)
 		st->peak_fds = fds;
 	fl_obs_num(o, "fds_at_apply", st->fds_at_apply, "%d", st->fds_at_apply);
 	fl_obs_num(o, "fds_peak", st->peak_fds, "%d", st->peak_fds);
+	/* read back from the kernel, not echoed from the config: what was really in force */
 	if (!st->reverted && prlimit(st->pid, RLIMIT_NOFILE, NULL, &now) == 0) {
+		st->seen = now;
+		st->seen_set = true;
 		fl_obs_num(o, "fds_open", fds, "%d", fds);
-		fl_obs_num(o, "limit_in_force", (double)now.rlim_cur, "%llu/%llu",
-			   (unsigned long long)now.rlim_cur, (unsigned long long)now.rlim_max);
 	}
+	if (st->seen_set)
+		fl_obs_num(o, "limit_in_force", (double)st->seen.rlim_cur, "%llu/%llu",
+			   (unsigned long long)st->seen.rlim_cur, (unsigned long long)st->seen.rlim_max);
 	fl_obs_text(o, "limit_before", "%llu/%llu", (unsigned long long)st->old.rlim_cur,
 		    (unsigned long long)st->old.rlim_max);
 	return 0;

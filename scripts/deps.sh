@@ -8,7 +8,7 @@ packages=(
 	libnl-3-dev libnl-route-3-dev libbpf-dev libyaml-dev libjson-c-dev libelf-dev zlib1g-dev
 	bpftool
 	# tests
-	libcmocka-dev iproute2 iptables procps python3 strace
+	libcmocka-dev iproute2 iptables procps python3 strace curl
 	# demo targets (Go standard library only) and the load-generator benchmark peers
 	golang-go nginx-light wrk
 )

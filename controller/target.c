@@ -1,0 +1,653 @@
+/* The target: launched in its own process group and faultline-owned cgroups, or found by pid/pidfile/cgroup/unit; readiness and stop. */
+#include "target.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "load.h"
+#include "procfs.h"
+
+static int64_t mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+/* ---- cgroup mounts ---------------------------------------------------------------------- */
+
+/* Mount point of the cgroup2 hierarchy, or of the v1 hierarchy carrying `controller`. */
+static int find_mount(const char *controller, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[4096], fstype[64], opts[1024];
+		char *sep = strstr(line, " - ");
+
+		/* fields: id parent maj:min root mount-point options ... - fstype source super-options */
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s %*s %1023s", fstype, opts) != 2)
+			continue;
+		if (!controller && !strcmp(fstype, "cgroup2")) {
+			snprintf(out, len, "%s", mnt);
+			rc = 0;
+			break;
+		}
+		if (controller && !strcmp(fstype, "cgroup")) {
+			char *save = NULL;
+
+			for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+				if (!strcmp(o, controller)) {
+					snprintf(out, len, "%s", mnt);
+					rc = 0;
+				}
+			}
+			if (!rc)
+				break;
+		}
+	}
+	fclose(f);
+	return rc;
+}
+
+static bool file_has_word(const char *path, const char *word)
+{
+	char buf[1024];
+	FILE *f = fopen(path, "re");
+	bool found = false;
+
+	if (!f)
+		return false;
+	while (fscanf(f, "%1023s", buf) == 1)
+		if (!strcmp(buf, word))
+			found = true;
+	fclose(f);
+	return found;
+}
+
+static int write_str(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t n;
+
+	if (fd < 0)
+		return -errno;
+	n = write(fd, s, strlen(s));
+	n = n < 0 ? -errno : 0;
+	close(fd);
+	return (int)n;
+}
+
+/* ---- launch ------------------------------------------------------------------------------ */
+
+static int add_own_cgroup(struct fl_target *t, const char *mount, const char *run_id, struct fl_err *err)
+{
+	char *dir = t->own_cgroups[t->n_own_cgroups];
+
+	snprintf(dir, sizeof(t->own_cgroups[0]), "%s/faultline-%s", mount, run_id);
+	if (mkdir(dir, 0755) < 0)
+		return fl_err_set(err, -errno, "cannot create cgroup %s: %s", dir, strerror(errno));
+	t->n_own_cgroups++;
+	return 0;
+}
+
+/* In the child: join the cgroups, set up stdio, environment and signals, exec. Never returns. */
+static void child_exec(const struct fl_target_spec *spec, const struct fl_target *t, int logfd,
+		       int errfd, pid_t parent)
+{
+	sigset_t none;
+	int e;
+
+	setpgid(0, 0);
+	/* never outlive the controller; the getppid check closes the race with its death */
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(127);
+	for (int i = 0; i < t->n_own_cgroups; i++) {
+		char p[4200];
+
+		snprintf(p, sizeof(p), "%s/cgroup.procs", t->own_cgroups[i]);
+		if ((e = write_str(p, "0")) < 0)
+			goto fail;
+	}
+	sigemptyset(&none);
+	sigprocmask(SIG_SETMASK, &none, NULL);
+	for (int s = 1; s < NSIG; s++)
+		signal(s, SIG_DFL);
+	{
+		int null = open("/dev/null", O_RDONLY);
+
+		if (null < 0 || dup2(null, 0) < 0 || dup2(logfd, 1) < 0 || dup2(logfd, 2) < 0) {
+			e = -errno;
+			goto fail;
+		}
+	}
+	if (spec->cwd && chdir(spec->cwd) < 0) {
+		e = -errno;
+		goto fail;
+	}
+	for (int i = 0; i < spec->nenv; i++)
+		setenv(spec->env[i].key, spec->env[i].value, 1);
+	/* the target must not inherit faultline's fds (the journal, sockets, the epoll) */
+	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+	execvp(spec->run.v[0], spec->run.v);
+	e = -errno;
+fail:
+	if (write(errfd, &e, sizeof(e)) < 0)
+		_exit(126);
+	_exit(127);
+}
+
+int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, const char *log_dir,
+		     bool allow_host_wide, struct fl_target **out, struct fl_err *err)
+{
+	struct fl_target *t = calloc(1, sizeof(*t));
+	char mount[4096], **argv = NULL;
+	int pipefd[2] = {-1, -1}, logfd = -1, rc = 0, e = 0;
+	pid_t pid;
+	ssize_t n;
+
+	*out = NULL;
+	if (!t)
+		return fl_err_set(err, -ENOMEM, "out of memory");
+	t->pidfd = -1;
+	t->info.allow_host_wide = allow_host_wide;
+	(void)argv;
+	if (mkdir(log_dir, 0755) < 0 && errno != EEXIST) {
+		rc = fl_err_set(err, -errno, "cannot create %s: %s", log_dir, strerror(errno));
+		goto fail;
+	}
+	snprintf(t->log_path, sizeof(t->log_path), "%s/target.log", log_dir);
+	logfd = open(t->log_path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+	if (logfd < 0) {
+		rc = fl_err_set(err, -errno, "cannot open %s: %s", t->log_path, strerror(errno));
+		goto fail;
+	}
+	/* cgroup v2 for BPF scoping; v1 memory/cpu where those controllers live on v1 */
+	if (find_mount(NULL, mount, sizeof(mount)) == 0) {
+		rc = add_own_cgroup(t, mount, run_id, err);
+		if (rc)
+			goto fail;
+		snprintf(t->info.cgroup_v2, sizeof(t->info.cgroup_v2), "%s", t->own_cgroups[0]);
+		{
+			char ctl[4200];
+
+			snprintf(ctl, sizeof(ctl), "%s/cgroup.controllers", t->info.cgroup_v2);
+			if (file_has_word(ctl, "memory"))
+				snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->info.cgroup_v2);
+		}
+	}
+	if (!t->info.memcg[0] && find_mount("memory", mount, sizeof(mount)) == 0) {
+		rc = add_own_cgroup(t, mount, run_id, err);
+		if (rc)
+			goto fail;
+		snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->own_cgroups[t->n_own_cgroups - 1]);
+	}
+	if (find_mount("cpu", mount, sizeof(mount)) == 0 && strcmp(mount, t->info.memcg) &&
+	    t->n_own_cgroups < 4) {
+		rc = add_own_cgroup(t, mount, run_id, err);
+		if (rc)
+			goto fail;
+	}
+	if (pipe2(pipefd, O_CLOEXEC) < 0) {
+		rc = fl_err_set(err, -errno, "pipe2: %s", strerror(errno));
+		goto fail;
+	}
+	{
+		pid_t parent = getpid();
+
+		pid = fork();
+		if (pid < 0) {
+			rc = fl_err_set(err, -errno, "fork: %s", strerror(errno));
+			goto fail;
+		}
+		if (pid == 0)
+			child_exec(spec, t, logfd, pipefd[1], parent);
+	}
+	close(pipefd[1]);
+	pipefd[1] = -1;
+	setpgid(pid, pid); /* also here, so the group exists whichever side runs first */
+	t->info.pid = t->info.pgid = pid;
+	t->info.launched = true;
+	t->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	/* EOF: exec succeeded (the pipe was close-on-exec); an int: why it failed */
+	do {
+		n = read(pipefd[0], &e, sizeof(e));
+	} while (n < 0 && errno == EINTR);
+	if (n == sizeof(e)) {
+		rc = fl_err_set(err, e, "cannot start `%s`: %s", spec->run.v[0], strerror(-e));
+		if (e == -ENOENT)
+			fl_err_hint(err, "target.run paths are relative to the directory faultline runs in");
+		waitpid(pid, NULL, 0);
+		t->info.pid = 0;
+		goto fail;
+	}
+	if (spec->netns)
+		snprintf(t->info.netns, sizeof(t->info.netns), "%s%s", strchr(spec->netns, '/') ? "" : "/run/netns/",
+			 spec->netns);
+	close(pipefd[0]);
+	close(logfd);
+	*out = t;
+	return 0;
+fail:
+	if (pipefd[0] >= 0)
+		close(pipefd[0]);
+	if (pipefd[1] >= 0)
+		close(pipefd[1]);
+	if (logfd >= 0)
+		close(logfd);
+	fl_target_stop(t, 0, NULL);
+	fl_target_free(t);
+	return rc;
+}
+
+/* ---- attach ------------------------------------------------------------------------------ */
+
+static bool is_root_cgroup(const char *dir, const char *mount)
+{
+	char a[PATH_MAX], b[PATH_MAX];
+
+	return realpath(dir, a) && realpath(mount, b) && !strcmp(a, b);
+}
+
+/* cgroup paths of a running pid, from /proc/PID/cgroup. */
+static void cgroups_of(struct fl_target *t)
+{
+	char path[64], line[4096], mount[4096];
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/cgroup", (int)t->info.pid);
+	f = fopen(path, "re");
+	if (!f)
+		return;
+	while (fgets(line, sizeof(line), f)) {
+		char *nl = strchr(line, '\n'), *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
+
+		if (nl)
+			*nl = '\0';
+		if (!c2)
+			continue;
+		if (!strncmp(line, "0::", 3) && find_mount(NULL, mount, sizeof(mount)) == 0)
+			snprintf(t->info.cgroup_v2, sizeof(t->info.cgroup_v2), "%s%s", mount, c2 + 1);
+		if (strstr(c1, ":memory:") == c1 && find_mount("memory", mount, sizeof(mount)) == 0)
+			snprintf(t->info.memcg, sizeof(t->info.memcg), "%s%s", mount, c2 + 1);
+	}
+	fclose(f);
+	if (!t->info.memcg[0] && t->info.cgroup_v2[0])
+		snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->info.cgroup_v2);
+}
+
+/* The lowest pid in a cgroup (or its first non-empty descendant): its main process. */
+static pid_t main_pid_of_cgroup(const char *dir, int depth)
+{
+	char p[4200];
+	FILE *f;
+	pid_t best = 0;
+	int x;
+	DIR *d;
+	struct dirent *e;
+
+	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
+	f = fopen(p, "re");
+	if (f) {
+		while (fscanf(f, "%d", &x) == 1)
+			if (!best || x < best)
+				best = x;
+		fclose(f);
+	}
+	if (best || depth > 8)
+		return best;
+	d = opendir(dir);
+	while (d && (e = readdir(d)) && !best) {
+		if (e->d_type == DT_DIR && e->d_name[0] != '.') {
+			snprintf(p, sizeof(p), "%s/%s", dir, e->d_name);
+			best = main_pid_of_cgroup(p, depth + 1);
+		}
+	}
+	if (d)
+		closedir(d);
+	return best;
+}
+
+/* systemctl is the only way to ask systemd for a unit's cgroup without D-Bus code: a checked shell-out. */
+static int unit_cgroup(const char *unit, char *cg, size_t len, pid_t *main_pid, struct fl_err *err)
+{
+	char cmd[512], line[4096];
+	FILE *p;
+	int status, n = 0;
+
+	for (const char *c = unit; *c; c++)
+		if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789@._-:\\", *c))
+			return fl_err_set(err, -EINVAL, "systemd unit name '%s' has odd characters", unit);
+	snprintf(cmd, sizeof(cmd), "systemctl show -p MainPID -p ControlGroup --value -- '%s' 2>&1", unit);
+	p = popen(cmd, "re");
+	if (!p)
+		return fl_err_set(err, -errno, "cannot run systemctl: %s", strerror(errno));
+	*main_pid = 0;
+	cg[0] = '\0';
+	while (fgets(line, sizeof(line), p)) {
+		line[strcspn(line, "\n")] = '\0';
+		if (n == 0)
+			*main_pid = (pid_t)atoi(line);
+		else if (n == 1)
+			snprintf(cg, len, "%s", line);
+		n++;
+	}
+	status = pclose(p);
+	if (status == -1 || !WIFEXITED(status) || WEXITSTATUS(status) == 127)
+		return fl_err_set(err, -ENOENT, "systemd_unit needs systemctl, which is not available here");
+	if (WEXITSTATUS(status) != 0 || n < 2)
+		return fl_err_set(err, -ENOENT, "systemctl show %s failed (exit %d)", unit, WEXITSTATUS(status));
+	if (!cg[0] || *main_pid <= 0)
+		return fl_err_set(err, -ESRCH, "systemd unit %s is not running", unit);
+	return 0;
+}
+
+int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, struct fl_target **out,
+		     struct fl_err *err)
+{
+	struct fl_target *t = calloc(1, sizeof(*t));
+	char mount[4096] = "", dir[4200];
+	int rc = 0;
+
+	*out = NULL;
+	if (!t)
+		return fl_err_set(err, -ENOMEM, "out of memory");
+	t->pidfd = -1;
+	t->info.allow_host_wide = allow_host_wide;
+	find_mount(NULL, mount, sizeof(mount));
+	if (spec->pid) {
+		t->info.pid = spec->pid;
+	} else if (spec->pidfile) {
+		FILE *f = fopen(spec->pidfile, "re");
+		int x = 0;
+
+		if (!f || fscanf(f, "%d", &x) != 1 || x <= 0) {
+			rc = fl_err_set(err, f ? -EINVAL : -errno, "cannot read a pid from %s", spec->pidfile);
+			if (f)
+				fclose(f);
+			goto fail;
+		}
+		fclose(f);
+		t->info.pid = x;
+	} else if (spec->cgroup) {
+		if (spec->cgroup[0] == '/' && strncmp(spec->cgroup, "/sys/", 5))
+			snprintf(dir, sizeof(dir), "%s%s", mount, spec->cgroup);
+		else if (spec->cgroup[0] == '/')
+			snprintf(dir, sizeof(dir), "%s", spec->cgroup);
+		else
+			snprintf(dir, sizeof(dir), "%s/%s", mount, spec->cgroup);
+		if (!allow_host_wide && mount[0] && is_root_cgroup(dir, mount)) {
+			rc = fl_err_set(err, -EPERM, "cgroup %s is the root cgroup: refused without allow_host_wide", dir);
+			goto fail;
+		}
+		t->info.pid = main_pid_of_cgroup(dir, 0);
+		if (!t->info.pid) {
+			rc = fl_err_set(err, -ESRCH, "no process in cgroup %s", dir);
+			goto fail;
+		}
+	} else if (spec->systemd_unit) {
+		char cg[4096];
+
+		rc = unit_cgroup(spec->systemd_unit, cg, sizeof(cg), &t->info.pid, err);
+		if (rc)
+			goto fail;
+	}
+	if (t->info.pid <= 0) {
+		/* url only: faults that need a process fail their own preflight with the reason */
+		*out = t;
+		return 0;
+	}
+	if (t->info.pid == 1 && !allow_host_wide) {
+		rc = fl_err_set(err, -EPERM, "pid 1 is the whole host: refused without allow_host_wide");
+		goto fail;
+	}
+	if (fl_proc_starttime(t->info.pid, &t->start)) {
+		rc = fl_err_set(err, -ESRCH, "no process %d", (int)t->info.pid);
+		goto fail;
+	}
+	fl_proc_pgid(t->info.pid, &t->info.pgid);
+	cgroups_of(t);
+	if (spec->netns)
+		snprintf(t->info.netns, sizeof(t->info.netns), "%s%s", strchr(spec->netns, '/') ? "" : "/run/netns/",
+			 spec->netns);
+	t->pidfd = (int)syscall(SYS_pidfd_open, t->info.pid, 0);
+	*out = t;
+	return 0;
+fail:
+	fl_target_free(t);
+	return rc;
+}
+
+/* ---- readiness, exit, stop ---------------------------------------------------------------- */
+
+static const char *log_tail(const struct fl_target *t, char *buf, size_t len)
+{
+	int fd = open(t->log_path, O_RDONLY | O_CLOEXEC);
+	off_t size;
+	ssize_t n;
+
+	buf[0] = '\0';
+	if (fd < 0)
+		return buf;
+	size = lseek(fd, 0, SEEK_END);
+	if (size > (off_t)(len - 1))
+		lseek(fd, size - (off_t)(len - 1), SEEK_SET);
+	else
+		lseek(fd, 0, SEEK_SET);
+	n = read(fd, buf, len - 1);
+	close(fd);
+	buf[n > 0 ? n : 0] = '\0';
+	for (char *p = buf; *p; p++)
+		if (*p == '\n' && p[1])
+			*p = '|';
+	return buf;
+}
+
+struct probe {
+	bool done;
+	struct fl_req_result r;
+};
+
+static void probe_cb(void *arg, const struct fl_req_result *r)
+{
+	struct probe *p = arg;
+
+	if (!p->done) {
+		p->done = true;
+		p->r = *r;
+	}
+}
+
+/* One attempt through the load generator itself, so "answers" means what the drill will see. */
+static int probe_http(const char *url, char *why, size_t whylen, struct fl_err *err)
+{
+	struct fl_load_cfg cfg = {.url = url, .rate = 1000, .connections = 1, .timeout_ns = 500000000LL};
+	struct probe p = {0};
+	struct fl_load *l;
+	struct pollfd pf;
+	int rc = fl_load_create(&cfg, probe_cb, &p, &l, err);
+
+	if (rc)
+		return rc;
+	fl_load_start(l, mono_ns());
+	pf.fd = fl_load_fd(l);
+	pf.events = POLLIN;
+	while (!p.done) {
+		fl_load_dispatch(l, mono_ns());
+		fl_load_stop(l, mono_ns()); /* the first slot is the only one wanted */
+		if (p.done)
+			break;
+		poll(&pf, 1, 10);
+	}
+	fl_load_destroy(l);
+	if (p.r.outcome == FL_REQ_OK)
+		return 0;
+	snprintf(why, whylen, "%s", fl_req_outcome_name(p.r.outcome));
+	return 1;
+}
+
+int fl_target_wait_ready(struct fl_target *t, const char *url, int64_t timeout_ns, int cancel_fd,
+			 struct fl_err *err)
+{
+	int64_t deadline = mono_ns() + timeout_ns;
+	char why[256] = "no attempt yet", tail[512];
+
+	for (;;) {
+		struct pollfd pf[2] = {{.fd = t->pidfd, .events = POLLIN}, {.fd = cancel_fd, .events = POLLIN}};
+		int rc = probe_http(url, why, sizeof(why), err);
+
+		if (rc <= 0)
+			return rc;
+		if (fl_target_check_exit(t)) {
+			char how[128];
+
+			return fl_err_set(err, -ECHILD, "target %s before it was ready; end of %s: %s",
+					  fl_target_exit_text(t, how, sizeof(how)), t->log_path,
+					  log_tail(t, tail, sizeof(tail)));
+		}
+		if (mono_ns() >= deadline) {
+			char d[32];
+
+			return fl_err_set(err, -ETIMEDOUT, "target did not answer %s within %s (last attempt: %s)",
+					  url, fl_format_duration(timeout_ns, d, sizeof(d)), why);
+		}
+		if (poll(pf, 2, 50) > 0 && (pf[1].revents & POLLIN))
+			return fl_err_set(err, -EINTR, "interrupted while waiting for the target");
+	}
+}
+
+bool fl_target_check_exit(struct fl_target *t)
+{
+	siginfo_t si;
+
+	if (!t || t->exited || t->info.pid <= 0)
+		return t ? t->exited : false;
+	if (t->info.launched) {
+		memset(&si, 0, sizeof(si));
+		if (waitid(P_PID, (id_t)t->info.pid, &si, WEXITED | WNOHANG) == 0 && si.si_pid == t->info.pid) {
+			t->exit_status = si.si_code == CLD_EXITED ? W_EXITCODE(si.si_status, 0) : si.si_status;
+			t->exited = true;
+		}
+	} else if (!fl_proc_same(t->info.pid, t->start)) {
+		t->exited = true;
+	}
+	if (t->exited)
+		t->exited_at_ns = mono_ns();
+	return t->exited;
+}
+
+const char *fl_target_exit_text(const struct fl_target *t, char *buf, size_t len)
+{
+	if (!t->info.launched)
+		snprintf(buf, len, "pid %d is gone", (int)t->info.pid);
+	else if (WIFEXITED(t->exit_status))
+		snprintf(buf, len, "exited with status %d", WEXITSTATUS(t->exit_status));
+	else
+		snprintf(buf, len, "was killed by %s", strsignal(t->exit_status & 0x7f));
+	return buf;
+}
+
+static bool wait_gone(struct fl_target *t, int64_t grace_ns)
+{
+	int64_t until = mono_ns() + grace_ns;
+
+	for (;;) {
+		if (fl_target_check_exit(t))
+			return true;
+		if (mono_ns() >= until)
+			return false;
+		if (t->pidfd >= 0) {
+			struct pollfd pf = {.fd = t->pidfd, .events = POLLIN};
+
+			poll(&pf, 1, 20);
+		} else {
+			usleep(20000);
+		}
+	}
+}
+
+/* Kill whatever is left in one of our cgroups, then remove it. */
+static int remove_cgroup(const char *dir, struct fl_err *err)
+{
+	char p[4200];
+
+	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
+	for (int tries = 0; tries < 100; tries++) {
+		FILE *f = fopen(p, "re");
+		int x, left = 0;
+
+		if (f) {
+			while (fscanf(f, "%d", &x) == 1) {
+				kill(x, SIGKILL);
+				left++;
+			}
+			fclose(f);
+		}
+		if (!left && rmdir(dir) == 0)
+			return 0;
+		if (!left && errno == ENOENT)
+			return 0;
+		usleep(10000);
+	}
+	return fl_err_set(err, -EBUSY, "cannot remove cgroup %s: %s", dir, strerror(errno));
+}
+
+int fl_target_stop(struct fl_target *t, int64_t grace_ns, struct fl_err *err)
+{
+	int rc = 0;
+
+	if (!t)
+		return 0;
+	if (t->info.launched && t->info.pid > 0 && !t->stopped) {
+		if (!fl_target_check_exit(t)) {
+			kill(-t->info.pgid, SIGTERM);
+			if (!wait_gone(t, grace_ns)) {
+				kill(-t->info.pgid, SIGKILL);
+				wait_gone(t, 5 * 1000000000LL);
+			}
+		}
+		/* the group may hold children the main process left behind */
+		kill(-t->info.pgid, SIGKILL);
+		t->stopped = true;
+	}
+	for (int i = t->n_own_cgroups - 1; i >= 0; i--) {
+		int r = remove_cgroup(t->own_cgroups[i], err);
+
+		if (r)
+			rc = r;
+		else
+			t->own_cgroups[i][0] = '\0';
+	}
+	if (!rc)
+		t->n_own_cgroups = 0;
+	return rc;
+}
+
+void fl_target_free(struct fl_target *t)
+{
+	if (!t)
+		return;
+	if (t->pidfd >= 0)
+		close(t->pidfd);
+	free(t);
+}

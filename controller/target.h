@@ -1,0 +1,56 @@
+/* The service under test: launched by faultline (own process group and cgroups) or found (pid, pidfile, cgroup, systemd unit). */
+#ifndef FL_TARGET_H
+#define FL_TARGET_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "injector.h"
+#include "scenario.h"
+
+struct fl_target {
+	struct fl_target_info info;   /* what injectors see */
+	int pidfd;                    /* pidfd of the main pid (launched: the child), -1 if none */
+	bool exited;                  /* a launched target that died (or a found pid that is gone) */
+	int exit_status;              /* raw wait status when launched, else 0 */
+	int64_t exited_at_ns;         /* CLOCK_MONOTONIC */
+	char log_path[4096];          /* stdout+stderr of a launched target, "" otherwise */
+	/* cgroups faultline created for a launched target (removed by fl_target_stop), "" if none */
+	char own_cgroups[4][4096];
+	int n_own_cgroups;
+	uint64_t start;               /* a found target's start time: a recycled pid is not it */
+	bool stopped;
+};
+
+/*
+ * Launch spec->run in its own process group (setpgid) and, where the host has them, a new
+ * cgroup v2 dir (for BPF scoping) and new v1 memory/cpu cgroups, all named "faultline-RUNID".
+ * stdout and stderr go to LOG_DIR/target.log. The child gets PR_SET_PDEATHSIG(SIGKILL) so it
+ * never outlives a crashed controller. argv[0] is resolved from the current directory or PATH.
+ * Returns 0, or -errno with err saying why (exit 3 for the caller).
+ */
+int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, const char *log_dir,
+		     bool allow_host_wide, struct fl_target **out, struct fl_err *err);
+/* Find an already running target by pid, pidfile, cgroup path or systemd unit (exactly one set). */
+int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, struct fl_target **out,
+		     struct fl_err *err);
+/*
+ * Poll until `url` answers any HTTP response, the deadline passes (-ETIMEDOUT), or a launched
+ * target exits (-ECHILD, with its status in err). `cancel_fd` (e.g. a signalfd), when >= 0 and
+ * readable, aborts with -EINTR. Blocks: used before the event loop starts.
+ */
+int fl_target_wait_ready(struct fl_target *t, const char *url, int64_t timeout_ns, int cancel_fd,
+			 struct fl_err *err);
+/* Non-blocking: has the target died? Updates exited/exit_status/exited_at_ns. */
+bool fl_target_check_exit(struct fl_target *t);
+/* Describe how it died ("exited with status 2", "killed by SIGKILL"). */
+const char *fl_target_exit_text(const struct fl_target *t, char *buf, size_t len);
+/*
+ * Launched targets: SIGTERM the process group, SIGKILL after `grace_ns`, reap, remove the
+ * cgroups created (moving any stragglers out first). Found targets: nothing is stopped.
+ */
+int fl_target_stop(struct fl_target *t, int64_t grace_ns, struct fl_err *err);
+void fl_target_free(struct fl_target *t);
+
+#endif
