@@ -187,6 +187,26 @@ assert int(x.get("failures")) >= 1
 EOF
 then ok "JSON and JUnit reports parse back with the contract's fields"; else bad "reports" "$tmp/reports.err"; fi
 
+# 8. Cannot-run paths are exit 3 with the reason, and leave nothing: a target that cannot start,
+#    and a preflight refusal (a hard limit that could not be restored without CAP_SYS_RESOURCE,
+#    or a limit above the hard one where the capability is there).
+scenario nostart naive "" "  - {name: x, type: fd.exhaust, duration: 1s, limit: 64}" "{good: {latency: 250ms}, survival_ratio: 90%}"
+sed -i "s|$targets/naive|$tmp/no-such-binary|" "$tmp/nostart.yaml"
+drill nostart
+if [ "$rc" -eq 3 ] && grep -q "cannot start .*no-such-binary.*No such file" "$tmp/nostart.out"; then
+	ok "a target that cannot start: exit 3 with the reason"
+else
+	bad "target that cannot start: exit $rc" "$tmp/nostart.out"
+fi
+scenario refuse naive "" "  - {name: x, type: fd.exhaust, duration: 1s, limit: 64, hard: 32}" "{good: {latency: 250ms}, survival_ratio: 90%}"
+drill refuse
+if [ "$rc" -eq 3 ] && grep -q "preflight: x (fd.exhaust): limit 64 is above the hard limit 32" "$tmp/refuse.out" &&
+	[ "$(jq_py refuse "r['verdict']")" = unrunnable ]; then
+	ok "preflight refusal: exit 3, nothing injected"
+else
+	bad "preflight refusal: exit $rc" "$tmp/refuse.out"
+fi
+
 # nothing of ours left: no journal with pending records, no target process
 if ls "$state"/*.journal >/dev/null 2>&1; then bad "journals left in $state: $(ls "$state")"; else ok "no journal left behind"; fi
 if pgrep -f "$targets/" >/dev/null; then bad "target processes left: $(pgrep -af "$targets/")"; else ok "no target process left"; fi
