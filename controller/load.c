@@ -167,7 +167,7 @@ static bool is_tchar(char ch)
 	       (ch && strchr("!#$%&'*+-.^_`|~", ch));
 }
 
-/* Parse http://HOST[:PORT][/PATH]; *host and *path point into url (lengths returned). */
+/* Parse http://HOST[:PORT][/PATH]: *auth (HOST[:PORT], for the Host header) and *path point into url. */
 static int parse_url(const char *url, struct sockaddr_storage *ss, socklen_t *sslen, const char **auth,
 		     size_t *authlen, const char **path, struct fl_err *err)
 {
@@ -1152,8 +1152,9 @@ void fl_load_destroy(struct fl_load *l)
 		return;
 	if (l->conns) {
 		fl_load_abandon(l, mono_now());
+		/* what is left open is idle; a slot never set up is C_CLOSED with fd 0 from calloc */
 		for (int i = 0; i < l->nconns; i++)
-			if (l->conns[i].fd >= 0)
+			if (l->conns[i].state != C_CLOSED && l->conns[i].fd >= 0)
 				close(l->conns[i].fd);
 	}
 	if (l->epfd >= 0)
