@@ -871,7 +871,8 @@ static int check_url(const char *url, struct fl_err *e)
 
 	if (strncmp(url, "http://", 7)) {
 		fl_err_set(e, -EINVAL, "url '%s' must start with http://", url);
-		return fl_err_hint(e, "faultline's load generator speaks plain HTTP/1.1");
+		fl_err_hint(e, "faultline's load generator speaks plain HTTP/1.1");
+		return -EINVAL;
 	}
 	host = url + 7;
 	if (*host == '[') {
@@ -887,7 +888,8 @@ static int check_url(const char *url, struct fl_err *e)
 		return fl_err_set(e, -EINVAL, "url '%s' has no host", url);
 	if (*colon != ':') {
 		fl_err_set(e, -EINVAL, "url '%s' has no port", url);
-		return fl_err_hint(e, "write the port explicitly: http://127.0.0.1:8080/path");
+		fl_err_hint(e, "write the port explicitly: http://127.0.0.1:8080/path");
+		return -EINVAL;
 	}
 	port = colon + 1;
 	errno = 0;
@@ -905,8 +907,9 @@ static int check_url(const char *url, struct fl_err *e)
 		h[hl] = '\0';
 		if (strcmp(h, "localhost") && inet_pton(AF_INET, h, tmp) != 1) {
 			fl_err_set(e, -EINVAL, "url '%s': host '%s' is not an IP address", url, h);
-			return fl_err_hint(e, "use an IP address (127.0.0.1, [::1]) or localhost: the load "
-					      "generator does no DNS so a resolver fault cannot hide in it");
+			fl_err_hint(e, "use an IP address (127.0.0.1, [::1]) or localhost: the load "
+				       "generator does no DNS so a resolver fault cannot hide in it");
+			return -EINVAL;
 		}
 	}
 	return 0;

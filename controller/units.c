@@ -78,7 +78,7 @@ static const char *quote(char *buf, const char *s, size_t n)
 	return buf;
 }
 
-/* fl_err_hint() answers 0 for a NULL err, so every parser fails through here to keep its return value. */
+/* One exit for every parser error: the message, the hint and the code in one place. */
 static int fail(struct fl_err *err, int code, const char *hint, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));
 

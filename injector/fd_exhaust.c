@@ -57,7 +57,8 @@ static int fd_wanted(const struct fl_fault *f, const struct rlimit *old, struct 
 			   want->rlim_max > old->rlim_max ? "raising" : "lowering",
 			   (unsigned long long)old->rlim_max, (unsigned long long)want->rlim_max,
 			   want->rlim_max < old->rlim_max ? " to undo, and faultline does not have it" : "");
-		return fl_err_hint(err, "omit `hard`: the soft limit alone makes accept() fail with EMFILE");
+		fl_err_hint(err, "omit `hard`: the soft limit alone makes accept() fail with EMFILE");
+		return -EPERM;
 	}
 	return 0;
 }

@@ -19,16 +19,15 @@ int fl_err_set(struct fl_err *err, int code, const char *fmt, ...)
 	return code;
 }
 
-int fl_err_hint(struct fl_err *err, const char *fmt, ...)
+void fl_err_hint(struct fl_err *err, const char *fmt, ...)
 {
 	va_list ap;
 
 	if (!err)
-		return 0;
+		return;
 	va_start(ap, fmt);
 	vsnprintf(err->hint, sizeof(err->hint), fmt, ap);
 	va_end(ap);
-	return err->code;
 }
 
 void fl_err_clear(struct fl_err *err)

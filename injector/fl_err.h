@@ -16,8 +16,8 @@ struct fl_err {
 /* Fill err (may be NULL) and return code, so callers can `return fl_err_set(...)`. */
 int fl_err_set(struct fl_err *err, int code, const char *fmt, ...)
 	__attribute__((format(printf, 3, 4)));
-/* Set the hint of an error already filled; returns err->code. */
-int fl_err_hint(struct fl_err *err, const char *fmt, ...)
+/* Set the hint of an error already filled. Returns nothing: with err NULL it could not know the code. */
+void fl_err_hint(struct fl_err *err, const char *fmt, ...)
 	__attribute__((format(printf, 2, 3)));
 void fl_err_clear(struct fl_err *err);
 
