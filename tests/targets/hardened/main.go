@@ -215,6 +215,40 @@ func localExhaustion(err error) bool {
 		errors.Is(err, syscall.EADDRNOTAVAIL) || errors.Is(err, syscall.ENOBUFS) || errors.Is(err, syscall.ENOMEM)
 }
 
+// starvedDials counts dials now waiting for an fd or an ephemeral port.
+var starvedDials atomic.Int64
+
+// patientDial connects like net.Dialer, except that when this process has no fd or port to spare
+// (EMFILE, ENFILE, EADDRNOTAVAIL, ...) it tries again every few milliseconds until the call's deadline
+// instead of failing at once. Meanwhile the Transport hands the waiting call the first pooled
+// connection another call gives back (its idle-connection wait queue is first come, first served),
+// so under fd or port exhaustion the calls share the connections already open, in order.
+func patientDial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		c, err := d.DialContext(ctx, network, addr)
+		if err == nil || !localExhaustion(err) {
+			return c, err
+		}
+		starvedDials.Add(1)
+		defer starvedDials.Add(-1)
+		for pause := time.Millisecond; ; {
+			t := time.NewTimer(pause)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				return nil, err // the shortage, not the deadline, is why this dial failed
+			case <-t.C:
+			}
+			if pause < 8*time.Millisecond {
+				pause *= 2
+			}
+			if c, err = d.DialContext(ctx, network, addr); err == nil || !localExhaustion(err) {
+				return c, err
+			}
+		}
+	}
+}
+
 type downstreamClient struct {
 	c        *http.Client
 	queryURL string
@@ -223,7 +257,7 @@ type downstreamClient struct {
 func newDownstreamClient(base string) *downstreamClient {
 	dialer := &net.Dialer{Timeout: *dialTimeout, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
-		DialContext:         dialer.DialContext,
+		DialContext:         patientDial(dialer),
 		MaxIdleConns:        *poolIdle,
 		MaxIdleConnsPerHost: *poolIdle,
 		MaxConnsPerHost:     *poolMax,
@@ -252,11 +286,14 @@ func (d *downstreamClient) get(ctx context.Context, url string) ([]byte, *callEr
 	switch {
 	case err == nil:
 		return body, nil
+	case localExhaustion(err): // our shortage, not the downstream's fault: no breaker count
+		return nil, &callErr{http.StatusServiceUnavailable, neutral, err}
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) && starvedDials.Load() > 0:
+		// the deadline passed while dials were waiting for an fd or a port: our shortage again
+		return nil, &callErr{http.StatusServiceUnavailable, neutral, err}
 	case errors.Is(ctx.Err(), context.DeadlineExceeded):
 		return nil, &callErr{http.StatusGatewayTimeout, failure, err}
 	case ctx.Err() != nil: // the client went away: nothing learnt about the downstream
-		return nil, &callErr{http.StatusServiceUnavailable, neutral, err}
-	case localExhaustion(err):
 		return nil, &callErr{http.StatusServiceUnavailable, neutral, err}
 	default:
 		return nil, &callErr{http.StatusBadGateway, failure, err}
@@ -363,6 +400,22 @@ func (l *guardedListener) Accept() (net.Conn, error) {
 
 // ---- in-process downstream -----------------------------------------------------------------------
 
+// acceptRetry keeps the in-process downstream accepting through fd exhaustion with a steady 5 ms
+// retry, silently, instead of net/http's backoff of up to 1 s: in production the database is another
+// process, and it must not carry the service's own accept stalls past the end of a fault.
+type acceptRetry struct{ net.Listener }
+
+func (l acceptRetry) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		return c, err
+	}
+}
+
 func startDownstream(addr string, delay time.Duration) string {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/query", func(w http.ResponseWriter, r *http.Request) {
@@ -375,7 +428,7 @@ func startDownstream(addr string, delay time.Duration) string {
 	if err != nil {
 		log.Fatalf("downstream listen: %v", err)
 	}
-	go http.Serve(ln, mux)
+	go http.Serve(acceptRetry{ln}, mux)
 	log.Printf("in-process downstream on %s (service time %v)", ln.Addr(), delay)
 	return "http://" + ln.Addr().String()
 }

@@ -88,6 +88,22 @@ func (l *errLog) printf(format string, args ...any) {
 
 var downstreamErrs errLog
 
+// acceptRetry keeps the in-process downstream accepting through fd exhaustion with a steady 5 ms
+// retry, silently, instead of net/http's backoff of up to 1 s: in production the database is another
+// process, and it must not carry the service's own accept stalls past the end of a fault.
+type acceptRetry struct{ net.Listener }
+
+func (l acceptRetry) Accept() (net.Conn, error) {
+	for {
+		c, err := l.Listener.Accept()
+		if err != nil && (errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE)) {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		return c, err
+	}
+}
+
 func startDownstream(addr string, delay time.Duration) string {
 	mux := http.NewServeMux()
 	mux.HandleFunc("/query", func(w http.ResponseWriter, r *http.Request) {
@@ -100,7 +116,7 @@ func startDownstream(addr string, delay time.Duration) string {
 	if err != nil {
 		log.Fatalf("downstream listen: %v", err)
 	}
-	go http.Serve(ln, mux)
+	go http.Serve(acceptRetry{ln}, mux)
 	log.Printf("in-process downstream on %s (service time %v)", ln.Addr(), delay)
 	return "http://" + ln.Addr().String()
 }
