@@ -13,11 +13,14 @@
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "journal.h"
 #include "load.h"
+#include "procfs.h"
+#include "recovery.h"
 
 #define TICK_NS FL_NS_PER_S
 
@@ -28,6 +31,7 @@ struct engine {
 	const struct fl_run_opts *opts;
 	struct fl_run *run;
 	struct fl_journal *journal;
+	struct fl_guardian guardian;
 	struct fl_load *load;
 	int epfd, sigfd, timerfd;
 	sigset_t oldmask;
@@ -35,6 +39,7 @@ struct engine {
 	int64_t baseline_end, end;           /* absolute */
 	bool gate_done, aborted, stopping;
 	int64_t next_tick;
+	int64_t next_beat, beat_every;       /* guardian heartbeat: a third of guardrails.heartbeat */
 	int64_t below_since;                 /* guardrail: when the window ratio went below, 0 = not */
 	int64_t last_plain;                  /* last non-TTY progress line */
 	int applied_total, reverted_total;
@@ -319,6 +324,17 @@ static bool baseline_gate(struct engine *e)
 	return false;
 }
 
+static void beat(void *arg)
+{
+	struct engine *e = arg;
+	int64_t now = now_ns();
+
+	if (now >= e->next_beat) {
+		fl_guardian_beat(&e->guardian);
+		e->next_beat = now + e->beat_every;
+	}
+}
+
 static void on_tick(struct engine *e, int64_t now)
 {
 	for (int i = 0; i < e->run->nfaults; i++) {
@@ -375,6 +391,7 @@ static int loop(struct engine *e)
 				}
 			}
 		}
+		beat(e);
 		if (now >= e->next_tick) {
 			on_tick(e, now);
 			e->next_tick += TICK_NS;
@@ -383,7 +400,7 @@ static int loop(struct engine *e)
 		}
 		if (now >= e->end)
 			return 0;
-		wake = e->next_tick;
+		wake = e->next_tick < e->next_beat ? e->next_tick : e->next_beat;
 		if (!e->gate_done && e->baseline_end < wake)
 			wake = e->baseline_end;
 		if (next_fault_event(e) < wake)
@@ -432,6 +449,9 @@ static void drain(struct engine *e)
 	for (;;) {
 		int64_t now = now_ns(), wake = fl_load_next_deadline(e->load);
 
+		beat(e);
+		if (e->next_beat < wake)
+			wake = e->next_beat;
 		if (fl_load_outstanding(e->load) == 0 || now >= limit)
 			break;
 		if (wake > limit)
@@ -579,9 +599,30 @@ static int start_load(struct engine *e, struct fl_err *err)
 	return 0;
 }
 
+/* The launched target is a side effect too: the guardian and recover must be able to stop it. */
+static int journal_target(struct engine *e, const struct fl_target *t)
+{
+	static const struct fl_injector target_inj = {.type = FL_TARGET_RECORD};
+	static const struct fl_fault target_fault = {.name = ".target", .inj = &target_inj}; /* no user fault name has a dot */
+	char cgs[4 * 4200] = "";
+	size_t off = 0;
+	uint64_t start = 0;
+
+	fl_proc_starttime(t->info.pid, &start);
+	for (int i = 0; i < t->n_own_cgroups; i++) {
+		int w = snprintf(cgs + off, sizeof(cgs) - off, " cg%d=%s", i, t->own_cgroups[i]);
+
+		if (w > 0 && (size_t)w < sizeof(cgs) - off)
+			off += (size_t)w;
+	}
+	return fl_journal_append(e->journal, &target_fault, "pid=%d start=%llu pgid=%d%s", (int)t->info.pid,
+				 (unsigned long long)start, (int)t->info.pgid, cgs) < 0;
+}
+
 int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, struct fl_run *run)
 {
-	struct engine e = {.sc = sc, .opts = opts, .run = run, .epfd = -1, .sigfd = -1, .timerfd = -1};
+	struct engine e = {.sc = sc, .opts = opts, .run = run, .epfd = -1, .sigfd = -1, .timerfd = -1,
+			   .guardian = {.fd = -1}};
 	struct fl_err err;
 	int rc;
 
@@ -606,6 +647,18 @@ int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, 
 		set_outcome(run, FL_OUT_UNRUNNABLE, "%s", err.msg);
 		goto out;
 	}
+	{
+		char left[4200];
+
+		/* a dead run's faults may still be in place: drilling on top of them would lie */
+		if (fl_recover_pending(opts->state_dir, left, sizeof(left))) {
+			set_outcome(run, FL_OUT_UNRUNNABLE,
+				    "an earlier run left faults behind (%s): run `faultline recover --state-dir %s` "
+				    "first; nothing was started",
+				    left, opts->state_dir);
+			goto out;
+		}
+	}
 	/* the host must be able to run every fault before anything is started */
 	if (!probe_all(&e, false))
 		goto out;
@@ -614,6 +667,13 @@ int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, 
 		set_outcome(run, FL_OUT_UNRUNNABLE, "%s%s%s", err.msg, err.hint[0] ? "; " : "", err.hint);
 		goto out;
 	}
+	rc = fl_guardian_start(fl_journal_path(e.journal), sc->guardrails.heartbeat_ns, &e.guardian, &err);
+	if (rc) {
+		set_outcome(run, FL_OUT_UNRUNNABLE, "%s", err.msg);
+		goto out;
+	}
+	e.beat_every = sc->guardrails.heartbeat_ns / 3;
+	beat(&e);
 	say(&e, "faultline run %s: scenario %s, report dir %s", run->run_id, sc->name, run->report_dir);
 
 	if (sc->target.run.n)
@@ -626,6 +686,12 @@ int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, 
 		goto out;
 	}
 	run->target->info.allow_host_wide = sc->allow_host_wide;
+	run->target->beat = beat;
+	run->target->beat_arg = &e;
+	if (run->target->info.launched && journal_target(&e, run->target)) {
+		set_outcome(run, FL_OUT_UNRUNNABLE, "cannot journal the launched target; nothing was injected");
+		goto out;
+	}
 	if (sc->target.run.n) {
 		rc = fl_target_wait_ready(run->target, sc->target.url, sc->target.ready_timeout_ns, e.sigfd,
 					  &err);
@@ -727,8 +793,22 @@ out:
 		fl_err_clear(&err);
 		if (fl_target_stop(run->target, sc->target.stop_grace_ns, &err))
 			say(&e, "stopping the target: %s", err.msg);
+		else if (run->target->info.launched)
+			fl_journal_mark_fault_reverted(e.journal, ".target");
 	}
 	fl_load_destroy(e.load);
+	/* all undone: tell the guardian; otherwise let it try from the journal before we exit */
+	if (e.journal && fl_journal_pending(e.journal)) {
+		say(&e, "%d journaled change(s) could not be reverted: the guardian tries again from %s",
+		    fl_journal_pending(e.journal), fl_journal_path(e.journal));
+		if (e.guardian.fd >= 0)
+			close(e.guardian.fd);
+		e.guardian.fd = -1;
+		if (e.guardian.pid > 0)
+			waitpid(e.guardian.pid, NULL, 0);
+		e.guardian.pid = 0;
+	}
+	fl_guardian_done(&e.guardian);
 	fl_journal_close(e.journal, true);
 	teardown_loop(&e);
 	return run->exit_code;

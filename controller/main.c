@@ -12,6 +12,7 @@
 #include "engine.h"
 #include "exitcodes.h"
 #include "plan.h"
+#include "recovery.h"
 #include "report.h"
 #include "scenario.h"
 
@@ -64,8 +65,10 @@ static const char usage_plan[] =
 static const char usage_recover[] =
 	"usage: faultline recover [--state-dir DIR]\n"
 	"\n"
-	"Reverts every fault recorded in the journals of runs whose controller is gone.\n"
-	"Idempotent; exit 0 when the host is clean.\n";
+	"Reverts every fault recorded in the journals of runs whose controller (and guardian)\n"
+	"is gone, newest first, from the journal alone; stops targets they launched. Prints\n"
+	"what it reverted. Idempotent; safe at boot. Exit 0 when the host is clean, 3 when\n"
+	"something could not be reverted (it says what).\n";
 
 static const char usage_list[] =
 	"usage: faultline list [--markdown]\n"
@@ -236,13 +239,21 @@ static int cmd_run(struct cli *c)
 
 static int cmd_recover(struct cli *c)
 {
+	struct fl_recover_stats st;
+	int rc;
+
 	if (c->nargs) {
 		fputs(c->usage, stderr);
 		return FL_EXIT_INVALID;
 	}
-	fprintf(stderr, "faultline recover: not built yet in this version; no run can have left "
-			"anything behind because run does not inject yet\n");
-	return FL_EXIT_UNRUNNABLE;
+	rc = fl_recover_dir(c->state_dir, stdout, &st);
+	printf("recover: %d journal(s) in %s: %d change(s) reverted, %d failed, %d run(s) still alive, "
+	       "%d damaged record(s) ignored\n",
+	       st.journals, c->state_dir, st.reverted, st.failed, st.alive, st.torn);
+	if (rc && !st.failed)
+		fprintf(stderr, "faultline recover: cannot read %s: %s\n", c->state_dir, strerror(-rc));
+	/* 0 only when the host is clean: nothing failed (live runs clean up after themselves) */
+	return rc ? FL_EXIT_UNRUNNABLE : FL_EXIT_PASS;
 }
 
 static int cmd_list(struct cli *c)

@@ -531,6 +531,8 @@ int fl_target_wait_ready(struct fl_target *t, const char *url, int64_t timeout_n
 			return fl_err_set(err, -ETIMEDOUT, "target did not answer %s within %s (last attempt: %s)",
 					  url, fl_format_duration(timeout_ns, d, sizeof(d)), why);
 		}
+		if (t->beat)
+			t->beat(t->beat_arg);
 		if (poll(pf, 2, 50) > 0 && (pf[1].revents & POLLIN))
 			return fl_err_set(err, -EINTR, "interrupted while waiting for the target");
 	}
@@ -576,6 +578,8 @@ static bool wait_gone(struct fl_target *t, int64_t grace_ns)
 			return true;
 		if (mono_ns() >= until)
 			return false;
+		if (t->beat)
+			t->beat(t->beat_arg);
 		if (t->pidfd >= 0) {
 			struct pollfd pf = {.fd = t->pidfd, .events = POLLIN};
 

@@ -21,6 +21,9 @@ struct fl_target {
 	int n_own_cgroups;
 	uint64_t start;               /* a found target's start time: a recycled pid is not it */
 	bool stopped;
+	/* called from the blocking waits (readiness, stop grace) so the guardian hears a heartbeat */
+	void (*beat)(void *arg);
+	void *beat_arg;
 };
 
 /*
