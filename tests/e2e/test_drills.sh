@@ -14,20 +14,8 @@ if [ "$(id -u)" -ne 0 ]; then
 	echo "drills: SKIP: needs root (cgroups, prlimit on other processes)"
 	exit 0
 fi
-tmp=$(mktemp -d /tmp/fl-drills-XXXXXX)
-state=$tmp/state
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     /' "$2" | tail -25; }
-
-# A free loopback port pair (service, embedded downstream).
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+name=drills
+. "$(dirname "$0")/lib.sh"
 
 # scenario NAME TARGET FLAGS FAULTS-YAML SLO-YAML [LOAD-YAML]
 scenario() {
@@ -211,5 +199,4 @@ fi
 if ls "$state"/*.journal >/dev/null 2>&1; then bad "journals left in $state: $(ls "$state")"; else ok "no journal left behind"; fi
 if pgrep -f "$targets/" >/dev/null; then bad "target processes left: $(pgrep -af "$targets/")"; else ok "no target process left"; fi
 
-echo "drills: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish

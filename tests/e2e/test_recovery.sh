@@ -9,22 +9,8 @@ if [ ! -x "$targets/naive" ] || [ "$(id -u)" -ne 0 ]; then
 	echo "recovery: SKIP: needs root and the Go demo targets"
 	exit 0
 fi
-tmp=$(mktemp -d /tmp/fl-recovery-XXXXXX)
-state=$tmp/state
-pids=()
-cleanup() {
-	for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
-	"$fl" recover --state-dir "$state" >/dev/null 2>&1
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-passed=0 failed=0
-ok() { passed=$((passed + 1)); echo "ok   $1"; }
-bad() { failed=$((failed + 1)); echo "FAIL $1"; [ -n "${2:-}" ] && sed 's/^/     /' "$2" | tail -15; }
-port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-limit_of() { prlimit --pid "$1" --nofile --noheadings --output SOFT,HARD | xargs; }
-state_of() { awk '{print $3}' "/proc/$1/stat"; }
-now_ms() { echo $(($(date +%s%N) / 1000000)); }
+name=recovery
+. "$(dirname "$0")/lib.sh"
 
 # An external target (not launched by faultline) with an unusual limit, so "restored" is exact.
 start_ext() {
@@ -212,5 +198,4 @@ else
 fi
 
 if pgrep -af "faultline run" | grep -q "$tmp"; then bad "faultline processes left: $(pgrep -af 'faultline run')"; else ok "no faultline process left"; fi
-echo "recovery: $passed passed, $failed failed"
-[ "$failed" -eq 0 ]
+finish
