@@ -93,5 +93,21 @@ expect "list availability" "$tmp/out" "this host: (available|UNAVAILABLE)"
 check "list --markdown" 0 "$fl" list --markdown
 if cmp -s "$tmp/out" "$src/docs/reference.md"; then passed=$((passed + 1)); else failed=$((failed + 1)); echo "FAIL docs/reference.md is stale"; fi
 
+# cmake --install ships the boot-time recover unit, pointing at the installed binary
+if [ -n "${FL_BINARY_DIR:-}" ] && DESTDIR="$tmp/inst" cmake --install "$FL_BINARY_DIR" >/dev/null 2>&1; then
+	unit=$(find "$tmp/inst" -name faultline-recover.service | head -1)
+	exe=$(sed -n 's/^ExecStart=\([^ ]*\) recover .*/\1/p' "$unit" 2>/dev/null)
+	if [ -n "$unit" ] && [ -n "$exe" ] && [ -x "$tmp/inst$exe" ] &&
+		"$tmp/inst$exe" recover --state-dir "$tmp/empty-state" >"$tmp/out" 2>&1 && grep -q "0 journal" "$tmp/out"; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "FAIL install: unit '$unit' ExecStart '$exe'"
+	fi
+else
+	failed=$((failed + 1))
+	echo "FAIL cmake --install"
+fi
+
 echo "cli: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
