@@ -17,6 +17,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "failpoint.h"
 #include "journal.h"
 #include "load.h"
 #include "procfs.h"
@@ -116,6 +117,9 @@ static int apply_fault(struct engine *e, struct fl_fault_run *fr, int64_t now)
 	if (e->applied_total == 0 && e->run->slo)
 		fl_slo_mark_faults_start(e->run->slo, now);
 	rc = fr->f->inj->apply(fr->f, e->journal, &err);
+	fl_failpoint_kill("after-apply", fr->f->name);
+	if (!rc && fl_failpoint("apply-error", fr->f->name))
+		rc = fl_err_set(&err, -EIO, "failpoint apply-error (its effect is in place)");
 	fr->applied_at = now;
 	fr->apply_rc = rc;
 	/* even a failed apply may have journaled and partly acted: revert treats it as applied */
@@ -147,6 +151,7 @@ static void revert_fault(struct engine *e, struct fl_fault_run *fr, int64_t now)
 		say(e, "t=%6.2fs  REVERT FAILED %s: %s", rel_s(e, now), fr->f->name, err.msg);
 		return;
 	}
+	fl_failpoint_kill("mid-revert", fr->f->name);
 	fr->active = false;
 	fr->reverted_at = now;
 	/* the recovery phase starts at the revert that leaves nothing applied */

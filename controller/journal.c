@@ -12,6 +12,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "failpoint.h"
+
 /*
  * Format (one line each, so a human can read it at 3 a.m.):
  *   #faultline-journal v1 run=ID pid=PID started=UNIX scenario=NAME
@@ -162,6 +164,7 @@ int64_t fl_journal_append(struct fl_journal *j, const struct fl_fault *f, const 
 	snprintf(j->recs[j->n].fault, sizeof(j->recs[j->n].fault), "%s", f->name);
 	j->recs[j->n].reverted = false;
 	j->n++;
+	fl_failpoint_kill("after-journal", f->name);
 	return (int64_t)j->next_seq++;
 }
 

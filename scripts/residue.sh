@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Snapshot of the host objects faultline may touch; `residue.sh snapshot F` then `residue.sh compare F` fails on any difference.
+# Snapshot of the host objects faultline may touch; `residue.sh snapshot F` then `residue.sh compare F` fails on any difference (`show` prints it).
 set -u # no errexit: an empty grep is the normal, clean answer here
 
 state() {
@@ -9,11 +9,15 @@ state() {
 	echo "## netns"; ip netns list 2>/dev/null | sort
 	echo "## iptables faultline rules"; (iptables-save 2>/dev/null || true) | grep -Ei 'faultline|NFQUEUE' | sort
 	echo "## bpffs pins"; find /sys/fs/bpf -maxdepth 3 -iname '*faultline*' 2>/dev/null | sort
-	echo "## processes"; pgrep -a -f 'faultline|tests/targets/(naive|hardened|downstream)' 2>/dev/null | grep -v -e residue.sh -e pgrep | awk '{$1=""; print}' | sort
+	# zombies are left out: they hold nothing but a pid, and reaping an orphan is init's job (pid 1
+	# on these machines reaps every second or two, so a SIGKILLed controller's guardian lingers so long)
+	echo "## processes"; ps -eo stat=,args= | awk '$1 !~ /^Z/ { $1 = ""; print }' |
+		grep -E 'faultline|tests/targets/(naive|hardened|downstream)' | grep -v -e residue.sh -e 'grep -E' | sort
 	echo "## journals"; ls /run/faultline 2>/dev/null | sort
 }
 
 case "${1:-}" in
+show) state ;;
 snapshot) state >"$2" ;;
 compare)
 	now=$(mktemp)
@@ -26,5 +30,5 @@ compare)
 	rm -f "$now"
 	echo "residue: host unchanged (qdiscs, BPF programs, cgroups, netns, iptables, pins, processes, journals)"
 	;;
-*) echo "usage: $0 snapshot|compare FILE" >&2; exit 2 ;;
+*) echo "usage: $0 show | snapshot FILE | compare FILE" >&2; exit 2 ;;
 esac

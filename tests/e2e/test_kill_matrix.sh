@@ -1,0 +1,130 @@
+#!/usr/bin/env bash
+# The kill matrix: every injector x every way a run can end badly; the host must be as before within 3 s.
+set -uo pipefail
+
+fl=${FL_BIN:?}
+bin=${FL_BINARY_DIR:?}
+src=${FL_SOURCE_DIR:?}
+targets=$bin/tests/targets
+if [ ! -x "$targets/hardened" ] || [ "$(id -u)" -ne 0 ]; then
+	echo "kill-matrix: SKIP: needs root and the Go demo targets"
+	exit 0
+fi
+name=kill-matrix
+. "$(dirname "$0")/lib.sh"
+
+# One row per injector: TYPE|its parameters for a fault on the external target.
+# A new injector joins the matrix by adding its line here.
+matrix=(
+	"process.pause|scope: process"
+	"fd.exhaust|limit: 20"
+)
+
+# How each case ends the run, and the exit status that ending must give:
+#   after-journal  SIGKILL (failpoint) once the record is fsync'd, before the injector acts
+#   after-apply    SIGKILL (failpoint) just after apply
+#   mid-fault      SIGKILL from outside while the fault is in force
+#   mid-revert     SIGKILL (failpoint) after the revert, before the journal marks it
+#   sigint         Ctrl-C while the fault is in force: the controller reverts, exit 4
+#   guardrail      abort_below trips (a companion pause collapses the ratio): exit 4
+#   apply-error    apply "fails" with its effect in place (failpoint): exit 3, reverted
+cases="after-journal after-apply mid-fault mid-revert sigint guardrail apply-error"
+declare -A want_rc=([after-journal]=137 [after-apply]=137 [mid-fault]=137 [mid-revert]=137
+	[sigint]=4 [guardrail]=4 [apply-error]=3)
+
+# The external target (not launched by faultline, so it survives every case) with unusual limits.
+p=$(port)
+"$targets/hardened" -listen "127.0.0.1:$p" -downstream-listen "127.0.0.1:$(port)" >"$tmp/target.log" 2>&1 &
+ext=$!
+pids+=("$ext")
+url="http://127.0.0.1:$p/api/report"
+for _ in $(seq 100); do curl -s -o /dev/null "$url" && break; sleep 0.05; done
+prlimit --pid "$ext" --nofile=3000:5000
+
+# Everything a fault could leave behind: host objects, the target's state, journals, processes.
+host_view() {
+	bash "$src/scripts/residue.sh" show
+	echo "## target"
+	limit_of "$ext"
+	state_of "$ext"
+	cat "/proc/$ext/cgroup"
+	echo "## state dir"
+	ls "$state" 2>/dev/null
+}
+
+scenario() { # FILE TYPE PARAMS CASE
+	local dur=30s extra="" guard="{heartbeat: 5s}"
+	case $4 in
+	mid-revert) dur=1s ;;
+	guardrail)
+		extra="  - {name: companion, type: process.pause, duration: 30s, scope: process}"
+		guard="{heartbeat: 5s, abort_below: 50%, for: 1s}"
+		;;
+	esac
+	cat >"$1" <<EOF
+version: 1
+name: kill-matrix
+target: {url: "$url", pid: $ext}
+load: {rate: 20/s, connections: 4, timeout: 300ms}
+slo: {good: {latency: 250ms}, survival_ratio: 1%, baseline_ratio: 50%, window: 500ms}
+phases: {baseline: 500ms, recovery: 500ms}
+faults:
+  - {name: f, type: $2, duration: $dur, $3}
+$extra
+guardrails: $guard
+EOF
+}
+
+before=$tmp/before
+host_view >"$before"
+
+for row in "${matrix[@]}"; do
+	type=${row%%|*}
+	params=${row#*|}
+	for c in $cases; do
+		label="$type / $c"
+		yaml=$tmp/$type-$c.yaml
+		out=$tmp/$type-$c.out
+		scenario "$yaml" "$type" "$params" "$c"
+		fp=""
+		case $c in after-journal | after-apply | mid-revert | apply-error) fp="$c:f" ;; esac
+		FAULTLINE_FAILPOINT=$fp "$fl" run "$yaml" --state-dir "$state" --report-dir "$tmp/$type-$c.d" \
+			>"$out" 2>&1 &
+		flpid=$!
+		in_force=""
+		if [ "$c" = mid-fault ] || [ "$c" = sigint ]; then
+			for _ in $(seq 200); do grep -q "applied  f" "$out" && break; sleep 0.02; done
+			sleep 0.1
+			[ "$(host_view)" != "$(cat "$before")" ] && in_force=yes
+			if [ "$c" = mid-fault ]; then kill -9 "$flpid"; else kill -INT "$flpid"; fi
+		fi
+		wait "$flpid" 2>/dev/null
+		rc=$?
+		t0=$(now_ms)
+		clean=no
+		while [ $(($(now_ms) - t0)) -lt 3000 ]; do
+			if [ "$(host_view)" = "$(cat "$before")" ]; then
+				clean=yes
+				break
+			fi
+			sleep 0.05
+		done
+		took=$(($(now_ms) - t0))
+		if [ "$rc" -ne "${want_rc[$c]}" ]; then
+			bad "$label: exit $rc, expected ${want_rc[$c]}" "$out"
+		elif { [ "$c" = mid-fault ] || [ "$c" = sigint ]; } && [ -z "$in_force" ]; then
+			bad "$label: the fault was never seen in force before the signal" "$out"
+		elif [ "$rc" -eq 137 ] && ! grep -q "guardian: the controller .* died without finishing" "$out"; then
+			bad "$label: the guardian did not notice the controller's death" "$out"
+		elif [ "$rc" -eq 137 ] && ! grep -q "reverted f ($type)" "$out"; then
+			bad "$label: the guardian did not revert f from the journal" "$out"
+		elif [ "$clean" != yes ]; then
+			bad "$label: host not as before 3 s after the run ended" "$out"
+			host_view | diff -u "$before" - | sed 's/^/     /' | head -20
+			"$fl" recover --state-dir "$state" >/dev/null 2>&1 # so the next case starts clean
+		else
+			ok "$label: exit $rc, host seen as before $took ms after (one look takes ~0.2 s)"
+		fi
+	done
+done
+finish
