@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <sys/timerfd.h>
@@ -479,19 +478,6 @@ static void drain(struct engine *e)
 
 /* ---- setup -------------------------------------------------------------------------------- */
 
-static void make_run_id(char *buf, size_t len)
-{
-	time_t t = time(NULL);
-	struct tm tm;
-	unsigned int rnd = 0;
-
-	gmtime_r(&t, &tm);
-	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd))
-		rnd = (unsigned int)now_ns();
-	snprintf(buf, len, "%04d%02d%02dT%02d%02d%02d-%d-%04x", tm.tm_year + 1900, tm.tm_mon + 1,
-		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)getpid(), rnd & 0xffff);
-}
-
 static int make_report_dir(struct fl_run *r, const struct fl_run_opts *o, struct fl_err *err)
 {
 	const char *tmp = getenv("TMPDIR");
@@ -635,7 +621,7 @@ int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, 
 	run->sc = sc;
 	run->started_wall = (int64_t)time(NULL);
 	e.tty = isatty(opts->progress_fd) && !opts->quiet;
-	make_run_id(run->run_id, sizeof(run->run_id));
+	fl_run_id_make(run->run_id, sizeof(run->run_id));
 	set_outcome(run, FL_OUT_UNRUNNABLE, "did not start");
 	fl_err_clear(&err);
 

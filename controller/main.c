@@ -247,9 +247,12 @@ static int cmd_recover(struct cli *c)
 		return FL_EXIT_INVALID;
 	}
 	rc = fl_recover_dir(c->state_dir, stdout, &st);
+	/* then what no journal names any more: owned objects of runs that are gone */
+	if (fl_recover_sweep(c->state_dir, stdout, &st) && !rc)
+		rc = -EIO;
 	printf("recover: %d journal(s) in %s: %d change(s) reverted, %d failed, %d run(s) still alive, "
-	       "%d damaged record(s) ignored\n",
-	       st.journals, c->state_dir, st.reverted, st.failed, st.alive, st.torn);
+	       "%d damaged record(s) ignored, %d orphaned object(s) swept\n",
+	       st.journals, c->state_dir, st.reverted, st.failed, st.alive, st.torn, st.swept);
 	if (rc && !st.failed)
 		fprintf(stderr, "faultline recover: cannot read %s: %s\n", c->state_dir, strerror(-rc));
 	/* 0 only when the host is clean: nothing failed (live runs clean up after themselves) */

@@ -1,14 +1,17 @@
 /* Recovery from the journal alone: `faultline recover`, the guardian that outlives a dead controller, and the check that stops a run over a mess. */
 #include "recovery.h"
 
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdarg.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -16,6 +19,7 @@
 #include "injector.h"
 #include "journal.h"
 #include "procfs.h"
+#include "target.h"
 
 static void say(FILE *out, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static void say(FILE *out, const char *fmt, ...)
@@ -48,29 +52,11 @@ static int stop_recorded_target(const struct fl_journal_rec *r, struct fl_err *e
 		if (!fl_rec_get(r, key, cg, sizeof(cg)))
 			continue;
 		/* only a cgroup of ours: the name carries faultline's prefix */
-		if (!strstr(cg, "/faultline-"))
+		if (!strstr(cg, "/" FL_OWNED_PREFIX))
 			continue;
-		/* a killed target may linger as a zombie until init reaps it: give it 10 s */
-		for (int tries = 0; tries < 1000; tries++) {
-			char procs[4200];
-			FILE *f;
-			int x, left = 0;
-
-			snprintf(procs, sizeof(procs), "%s/cgroup.procs", cg);
-			f = fopen(procs, "re");
-			if (!f)
-				break; /* gone already */
-			while (fscanf(f, "%d", &x) == 1) {
-				kill(x, SIGKILL);
-				left++;
-			}
-			fclose(f);
-			if (!left && (rmdir(cg) == 0 || errno == ENOENT))
-				break;
-			usleep(10000);
-		}
-		if (access(cg, F_OK) == 0)
-			return fl_err_set(err, -EBUSY, "cgroup %s could not be removed", cg);
+		/* a killed target may still be exiting: give it 10 s */
+		if (fl_cgroup_remove(cg, 10000, err))
+			return -EBUSY;
 	}
 	return 0;
 }
@@ -190,6 +176,115 @@ int fl_recover_pending(const char *dir, char *first, size_t len)
 	}
 	closedir(d);
 	return n;
+}
+
+/* ---- run ids and the sweep of owned objects whose journal is lost ------------------------ */
+
+void fl_run_id_make(char *buf, size_t len)
+{
+	time_t t = time(NULL);
+	struct tm tm;
+	unsigned int rnd = 0;
+	struct timespec ts;
+
+	gmtime_r(&t, &tm);
+	if (getrandom(&rnd, sizeof(rnd), GRND_NONBLOCK) != sizeof(rnd)) {
+		clock_gettime(CLOCK_MONOTONIC, &ts);
+		rnd = (unsigned int)ts.tv_nsec;
+	}
+	snprintf(buf, len, "%04d%02d%02dT%02d%02d%02d-%d-%04x", tm.tm_year + 1900, tm.tm_mon + 1,
+		 tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)getpid(), rnd & 0xffff);
+}
+
+bool fl_run_id_parse(const char *id, pid_t *owner)
+{
+	static const char head[] = "DDDDDDDDTDDDDDD-"; /* D: a digit */
+	const char *p = id;
+	long pid = 0;
+
+	/* YYYYMMDDTHHMMSS-PID-XXXX exactly: a user's "faultline-prod" cgroup is never ours */
+	for (size_t i = 0; i < sizeof(head) - 1; i++, p++)
+		if (head[i] == 'D' ? !isdigit((unsigned char)*p) : *p != head[i])
+			return false;
+	if (!isdigit((unsigned char)*p))
+		return false;
+	while (isdigit((unsigned char)*p) && pid < INT_MAX / 10)
+		pid = pid * 10 + (*p++ - '0');
+	if (*p++ != '-' || pid <= 0)
+		return false;
+	for (int i = 0; i < 4; i++, p++)
+		if (!isxdigit((unsigned char)*p) || isupper((unsigned char)*p))
+			return false;
+	if (*p)
+		return false;
+	if (owner)
+		*owner = (pid_t)pid;
+	return true;
+}
+
+struct sweep {
+	const char *state_dir;
+	FILE *out;
+	struct fl_recover_stats *st;
+};
+
+/* Is this run over, with nobody left to clean up after it? Unsure means no. */
+static bool run_is_dead(const char *state_dir, const char *run_id, const char **why)
+{
+	char path[4200], comm[64] = "";
+	pid_t owner;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "%s/%s.journal", state_dir, run_id);
+	if (access(path, F_OK) == 0) {
+		*why = "its journal is still there (live, or not yet recovered)";
+		return false;
+	}
+	if (!fl_run_id_parse(run_id, &owner)) {
+		*why = "not a faultline run id";
+		return false;
+	}
+	/* a run with another --state-dir: its controller still running means it is alive */
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)owner);
+	if ((f = fopen(path, "re"))) {
+		if (!fgets(comm, sizeof(comm), f))
+			comm[0] = '\0';
+		fclose(f);
+		if (!strncmp(comm, "faultline", 9)) {
+			*why = "its controller is still running";
+			return false;
+		}
+	}
+	*why = "no journal and its controller is gone";
+	return true;
+}
+
+static int sweep_cgroup(const char *dir, const char *run_id, void *arg)
+{
+	struct sweep *sw = arg;
+	const char *why;
+	struct fl_err err;
+
+	if (!fl_run_id_parse(run_id, NULL))
+		return 0; /* someone else's name that happens to start with our prefix */
+	if (!run_is_dead(sw->state_dir, run_id, &why))
+		return 0;
+	fl_err_clear(&err);
+	if (fl_cgroup_remove(dir, 2000, &err)) {
+		say(sw->out, "recover: FAILED to sweep cgroup %s (run %s, %s): %s\n", dir, run_id, why, err.msg);
+		sw->st->failed++;
+		return -EBUSY;
+	}
+	say(sw->out, "recover: swept cgroup %s (run %s: %s)\n", dir, run_id, why);
+	sw->st->swept++;
+	return 0;
+}
+
+int fl_recover_sweep(const char *state_dir, FILE *out, struct fl_recover_stats *st)
+{
+	struct sweep sw = {.state_dir = state_dir, .out = out, .st = st};
+
+	return fl_cgroup_owned_each(sweep_cgroup, &sw) ? -EIO : 0;
 }
 
 /* ---- the guardian ------------------------------------------------------------------------ */

@@ -17,6 +17,7 @@ struct fl_recover_stats {
 	int reverted;       /* records reverted now */
 	int failed;         /* records that could not be reverted */
 	int torn;           /* damaged tail records ignored */
+	int swept;          /* owned objects of dead runs removed without a journal */
 };
 
 /*
@@ -30,6 +31,17 @@ int fl_recover_journal(const char *path, bool force, FILE *out, struct fl_recove
 int fl_recover_dir(const char *dir, FILE *out, struct fl_recover_stats *st);
 /* Journals in dir whose owner is gone and that still hold unreverted records. */
 int fl_recover_pending(const char *dir, char *first, size_t len);
+
+/* A new run id, YYYYMMDDTHHMMSS-PID-XXXX (UTC, controller pid, random): names its journal and objects. */
+void fl_run_id_make(char *buf, size_t len);
+/* Whether id is exactly a run id as made above; its controller's pid in *owner (may be NULL). */
+bool fl_run_id_parse(const char *id, pid_t *owner);
+/*
+ * Objects named FL_OWNED_PREFIX + run id whose run left no journal in state_dir and whose
+ * controller is gone (a lost /run, a deleted journal): kill what is inside, remove them.
+ * Objects of live runs, and anything not named exactly so, are never touched.
+ */
+int fl_recover_sweep(const char *state_dir, FILE *out, struct fl_recover_stats *st);
 
 /*
  * The guardian: a child in its own session that outlives the controller. It reverts the run's

@@ -103,7 +103,7 @@ static int add_own_cgroup(struct fl_target *t, const char *mount, const char *ru
 {
 	char *dir = t->own_cgroups[t->n_own_cgroups];
 
-	snprintf(dir, sizeof(t->own_cgroups[0]), "%s/faultline-%s", mount, run_id);
+	snprintf(dir, sizeof(t->own_cgroups[0]), "%s/" FL_OWNED_PREFIX "%s", mount, run_id);
 	if (mkdir(dir, 0755) < 0)
 		return fl_err_set(err, -errno, "cannot create cgroup %s: %s", dir, strerror(errno));
 	t->n_own_cgroups++;
@@ -590,16 +590,17 @@ static bool wait_gone(struct fl_target *t, int64_t grace_ns)
 	}
 }
 
-/* Kill whatever is left in one of our cgroups, then remove it. */
-static int remove_cgroup(const char *dir, struct fl_err *err)
+int fl_cgroup_remove(const char *dir, int wait_ms, struct fl_err *err)
 {
 	char p[4200];
 
 	snprintf(p, sizeof(p), "%s/cgroup.procs", dir);
-	for (int tries = 0; tries < 100; tries++) {
+	for (int waited = 0;; waited += 10) {
 		FILE *f = fopen(p, "re");
 		int x, left = 0;
 
+		if (!f && errno == ENOENT)
+			return 0; /* gone already */
 		if (f) {
 			while (fscanf(f, "%d", &x) == 1) {
 				kill(x, SIGKILL);
@@ -607,13 +608,47 @@ static int remove_cgroup(const char *dir, struct fl_err *err)
 			}
 			fclose(f);
 		}
-		if (!left && rmdir(dir) == 0)
+		if (!left && (rmdir(dir) == 0 || errno == ENOENT))
 			return 0;
-		if (!left && errno == ENOENT)
-			return 0;
+		if (waited >= wait_ms)
+			break;
 		usleep(10000);
 	}
 	return fl_err_set(err, -EBUSY, "cannot remove cgroup %s: %s", dir, strerror(errno));
+}
+
+int fl_cgroup_owned_each(int (*cb)(const char *dir, const char *run_id, void *arg), void *arg)
+{
+	static const char *const hierarchies[] = {NULL /* cgroup2 */, "memory", "cpu"};
+	char mounts[3][4096];
+	int rc = 0;
+
+	for (int h = 0; h < 3; h++) {
+		char *mount = mounts[h];
+		struct dirent *e;
+		bool seen = false;
+		DIR *d;
+
+		if (find_mount(hierarchies[h], mount, sizeof(mounts[h])))
+			continue;
+		for (int k = 0; k < h; k++) /* cpu and memory may share one v1 mount */
+			seen |= !strcmp(mounts[k], mount);
+		if (seen || !(d = opendir(mount)))
+			continue;
+		while ((e = readdir(d))) {
+			char dir[8192];
+			int r;
+
+			if (e->d_type != DT_DIR || strncmp(e->d_name, FL_OWNED_PREFIX, strlen(FL_OWNED_PREFIX)))
+				continue;
+			snprintf(dir, sizeof(dir), "%s/%s", mount, e->d_name);
+			r = cb(dir, e->d_name + strlen(FL_OWNED_PREFIX), arg);
+			if (r && !rc)
+				rc = r;
+		}
+		closedir(d);
+	}
+	return rc;
 }
 
 int fl_target_stop(struct fl_target *t, int64_t grace_ns, struct fl_err *err)
@@ -635,7 +670,7 @@ int fl_target_stop(struct fl_target *t, int64_t grace_ns, struct fl_err *err)
 		t->stopped = true;
 	}
 	for (int i = t->n_own_cgroups - 1; i >= 0; i--) {
-		int r = remove_cgroup(t->own_cgroups[i], err);
+		int r = fl_cgroup_remove(t->own_cgroups[i], 1000, err);
 
 		if (r)
 			rc = r;

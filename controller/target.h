@@ -56,4 +56,14 @@ const char *fl_target_exit_text(const struct fl_target *t, char *buf, size_t len
 int fl_target_stop(struct fl_target *t, int64_t grace_ns, struct fl_err *err);
 void fl_target_free(struct fl_target *t);
 
+/* Every kernel object faultline creates is named with this prefix and the run id. */
+#define FL_OWNED_PREFIX "faultline-"
+/* SIGKILL whatever is in cgroup `dir` until it is empty, then rmdir it; give up after wait_ms. */
+int fl_cgroup_remove(const char *dir, int wait_ms, struct fl_err *err);
+/*
+ * cb(dir, name-after-prefix, arg) for each FL_OWNED_PREFIX directory at the top of the cgroup2,
+ * memory and cpu hierarchies (where fl_target_launch creates them). Returns the first non-zero cb.
+ */
+int fl_cgroup_owned_each(int (*cb)(const char *dir, const char *run_id, void *arg), void *arg);
+
 #endif

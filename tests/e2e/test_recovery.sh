@@ -197,5 +197,80 @@ else
 	bad "launched target after SIGKILL: pid '$tpid' still $(pgrep -f "listen 127.0.0.1:$p"), cgroups: $(find /sys/fs/cgroup -maxdepth 2 -name 'faultline-*')" "$tmp/k5.out"
 fi
 
+# 7. The sweep: a dead run's owned cgroups whose journal is lost are removed (and what ran in them
+#    killed); a live run's (even with another state dir), a user's look-alike and user objects stay.
+cgmem=$(awk '$3 == "cgroup" && $4 ~ /(^|,)memory(,|$)/ {print $2; exit}' /proc/mounts)
+cg2=$(awk '$3 == "cgroup2" {print $2; exit}' /proc/mounts)
+sleep 0 & deadpid=$!
+wait "$deadpid"
+orphan="faultline-$(date -u +%Y%m%dT%H%M%S)-$deadpid-beef"
+lookalike="faultline-prod-$$"
+userdir="user-keep-$$"
+ns="fl-sweep-$$"
+mkdir "$cgmem/$orphan" "$cg2/$orphan" "$cgmem/$lookalike" "$cgmem/$userdir"
+in_cgroup() { # DIR: start a sleeper inside it; its pid in $last (no $(...): the sleeper would hold the pipe)
+	bash -c "echo \$\$ >'$1/cgroup.procs'; exec sleep 300" </dev/null >/dev/null 2>&1 &
+	last=$!
+	pids+=("$last")
+}
+in_cgroup "$cgmem/$orphan"; orphan_proc=$last
+in_cgroup "$cgmem/$lookalike"; look_proc=$last
+in_cgroup "$cgmem/$userdir"; user_proc=$last
+ip netns add "$ns"
+ip netns exec "$ns" sh -c 'ip link set lo up; tc qdisc add dev lo root tbf rate 1mbit burst 32kb latency 50ms;
+	iptables -A OUTPUT -p tcp --dport 9 -m comment --comment user-rule -j ACCEPT'
+user_view() { ip netns exec "$ns" sh -c 'tc qdisc show dev lo; iptables -S OUTPUT'; }
+user_before=$(user_view)
+# a live run launched with another state dir: its controller is alive, so its cgroups are its own
+p=$(port)
+d=$(port)
+cat >"$tmp/k7.yaml" <<EOF
+version: 1
+name: k7
+target:
+  url: http://127.0.0.1:$p/api/report
+  run: [$targets/hardened, -listen, "127.0.0.1:$p", -downstream-listen, "127.0.0.1:$d"]
+load: {rate: 20/s, connections: 4}
+slo: {good: {latency: 250ms}, survival_ratio: 1%}
+phases: {baseline: 1s, recovery: 1s}
+faults:
+  - {name: squeeze, type: fd.exhaust, duration: 30s, limit: 200}
+EOF
+"$fl" run "$tmp/k7.yaml" --state-dir "$tmp/other-state" --report-dir "$tmp/k7.d" >"$tmp/k7.out" 2>&1 &
+flpid=$!
+for _ in $(seq 200); do grep -q "applied  squeeze" "$tmp/k7.out" 2>/dev/null && break; sleep 0.05; done
+live=$(find "$cgmem" -maxdepth 1 -name "faultline-*-$flpid-*" | head -1)
+sleep 0.2
+"$fl" recover --state-dir "$state" >"$tmp/sweep.out" 2>&1
+rc=$?
+sleep 0.1
+problems=""
+[ "$rc" -eq 0 ] || problems="$problems exit $rc;"
+grep -q "swept cgroup $cgmem/$orphan (run ${orphan#faultline-}: no journal and its controller is gone)" "$tmp/sweep.out" || problems="$problems no report of the v1 sweep;"
+grep -q "swept cgroup $cg2/$orphan " "$tmp/sweep.out" || problems="$problems no report of the v2 sweep;"
+grep -q "2 orphaned object(s) swept" "$tmp/sweep.out" || problems="$problems wrong sweep count;"
+[ -e "$cgmem/$orphan" ] && problems="$problems orphan v1 cgroup still there;"
+[ -e "$cg2/$orphan" ] && problems="$problems orphan v2 cgroup still there;"
+kill -0 "$orphan_proc" 2>/dev/null && [ "$(state_of "$orphan_proc")" != Z ] && problems="$problems process in the orphan cgroup not killed;"
+[ -n "$live" ] && [ -d "$live" ] || problems="$problems the live run's cgroup ($live) was swept;"
+grep -q "applied  squeeze" "$tmp/k7.out" && kill -0 "$flpid" 2>/dev/null || problems="$problems the live run did not run;"
+for keep in "$lookalike:$look_proc" "$userdir:$user_proc"; do
+	[ -d "$cgmem/${keep%%:*}" ] || problems="$problems user cgroup ${keep%%:*} removed;"
+	kill -0 "${keep#*:}" 2>/dev/null || problems="$problems process in ${keep%%:*} killed;"
+done
+[ "$(user_view)" = "$user_before" ] || problems="$problems the user's qdisc or iptables rule changed;"
+if [ -z "$problems" ]; then
+	ok "sweep: a dead run's journal-less cgroups (v1+v2) removed and their process killed; a live run's, a look-alike, a user's cgroup, qdisc and rule untouched"
+else
+	bad "sweep:$problems" "$tmp/sweep.out"
+fi
+kill -INT "$flpid"
+wait "$flpid" 2>/dev/null
+kill -9 "$look_proc" "$user_proc" 2>/dev/null
+wait "$look_proc" "$user_proc" 2>/dev/null
+sleep 0.1
+rmdir "$cgmem/$lookalike" "$cgmem/$userdir" "$cgmem/$orphan" "$cg2/$orphan" 2>/dev/null
+ip netns del "$ns"
+
 if pgrep -af "faultline run" | grep -q "$tmp"; then bad "faultline processes left: $(pgrep -af 'faultline run')"; else ok "no faultline process left"; fi
 finish
