@@ -9,6 +9,8 @@ packages=(
 	bpftool
 	# tests
 	libcmocka-dev iproute2 iptables procps python3 strace curl
+	# the QEMU harness (tests/vm): Debian's stock kernel for netem and BPF LSM, which this host lacks
+	qemu-system-x86 busybox-static cpio kmod iputils-ping
 	# demo targets (Go standard library only) and the load-generator benchmark peers
 	golang-go nginx-light wrk
 )
