@@ -200,10 +200,19 @@ static int cmd_plan(struct cli *c)
 
 	if (rc)
 		return rc;
+	struct fl_target *t = NULL;
+	struct fl_err err;
+
 	sc = load_or_report(c->args[0], c);
 	if (!sc)
 		return FL_EXIT_INVALID;
-	fl_plan_print(sc, stdout);
+	/* a running target is found read-only, so plan shows the very pid and cgroups a run would touch */
+	fl_err_clear(&err);
+	if (!sc->target.run.n && fl_target_attach(&sc->target, sc->allow_host_wide, &t, &err))
+		t = NULL;
+	fl_plan_print(sc, t ? &t->info : NULL, !t && err.msg[0] ? err.msg : NULL, stdout);
+	if (t)
+		fl_target_free(t);
 	fl_scenario_free(sc);
 	return FL_EXIT_PASS;
 }

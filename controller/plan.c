@@ -57,7 +57,28 @@ static const char *target_how(const struct fl_target_spec *t, char *buf, size_t 
 	return buf;
 }
 
-void fl_plan_print(const struct fl_scenario *sc, FILE *out)
+/* Exactly what a run would act on, as the host stands now. */
+static void print_target_now(const struct fl_target_info *now, FILE *out)
+{
+	char path[64], comm[64] = "?";
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)now->pid);
+	if ((f = fopen(path, "re"))) {
+		if (fgets(comm, sizeof(comm), f))
+			comm[strcspn(comm, "\n")] = '\0';
+		fclose(f);
+	}
+	fprintf(out, "           now: pid %d (%s)\n", (int)now->pid, comm);
+	if (now->cgroup_v2[0])
+		fprintf(out, "           cgroup v2     %s\n", now->cgroup_v2);
+	if (now->memcg[0] && strcmp(now->memcg, now->cgroup_v2))
+		fprintf(out, "           memory cgroup %s\n", now->memcg);
+	fprintf(out, "           netns         %s\n", now->netns[0] ? now->netns : "faultline's own");
+}
+
+void fl_plan_print(const struct fl_scenario *sc, const struct fl_target_info *now, const char *why_not,
+		   FILE *out)
 {
 	char a[64], b[64], c[64], st[256], how[1024];
 	struct event *ev;
@@ -74,7 +95,11 @@ void fl_plan_print(const struct fl_scenario *sc, FILE *out)
 	if (sc->target.run.n)
 		fprintf(out, "           ready when %s answers, within %s\n", sc->target.url,
 			fl_format_duration(sc->target.ready_timeout_ns, a, sizeof(a)));
-	if (sc->target.netns)
+	if (now && now->pid > 0)
+		print_target_now(now, out);
+	else if (why_not)
+		fprintf(out, "           now: REFUSED: %s (a run would exit 3 before injecting)\n", why_not);
+	else if (sc->target.netns)
 		fprintf(out, "           network namespace %s\n", sc->target.netns);
 	fprintf(out, "load       %s %s at %g/s open-loop, %d connections, timeout %s\n", sc->load.method,
 		sc->target.url, sc->load.rate, sc->load.connections,
@@ -138,9 +163,22 @@ void fl_plan_print(const struct fl_scenario *sc, FILE *out)
 		sc->target.run.n ? ", stop the target" : "");
 
 	fprintf(out, "\npreflight (`faultline run` does these before anything is applied)\n");
-	for (int i = 0; i < sc->nfaults; i++)
-		fprintf(out, "  %-18s %s\n", sc->faults[i].name,
-			sc->faults[i].inj->preflight ? sc->faults[i].inj->preflight : "(none)");
+	for (int i = 0; i < sc->nfaults; i++) {
+		struct fl_fault *f = &sc->faults[i];
+		struct fl_err e;
+
+		fprintf(out, "  %-18s %s\n", f->name, f->inj->preflight ? f->inj->preflight : "(none)");
+		if (!now)
+			continue;
+		/* check() has no side effect (the contract), so plan can say now what run would */
+		fl_err_clear(&e);
+		f->target = now;
+		if (f->inj->check(f, &e))
+			fprintf(out, "  %-18s now: FAILS: %s%s%s\n", "", e.msg, e.hint[0] ? "; " : "", e.hint);
+		else
+			fprintf(out, "  %-18s now: passes\n", "");
+		f->target = NULL;
+	}
 	fprintf(out, "\nplan only: nothing was started, touched or injected.\n");
 	free(ev);
 }
@@ -174,6 +212,8 @@ void fl_list_print(FILE *out)
 		fprintf(out, "%s\n  %s\n", inj->type, inj->summary);
 		if (rc)
 			fprintf(out, "  this host: UNAVAILABLE: %s%s%s\n", e.msg, e.hint[0] ? "; " : "", e.hint);
+		else if (e.msg[0]) /* available, with a limit worth knowing before a drill */
+			fprintf(out, "  this host: available; note: %s\n", e.msg);
 		else
 			fprintf(out, "  this host: available\n");
 		fprintf(out, "  parameters (besides name, type, at, duration):\n");

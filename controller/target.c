@@ -362,6 +362,43 @@ static int unit_cgroup(const char *unit, char *cg, size_t len, pid_t *main_pid, 
 	return 0;
 }
 
+/*
+ * Targets no scenario can mean, whatever allow_host_wide says: a kernel thread (signals and
+ * rlimits do nothing useful to it), faultline itself, or one of its ancestors (the shell, sudo,
+ * sshd or CI runner that started the drill: freezing it or starving its fds stalls the drill and
+ * can cut the operator off; a pidfile or a systemd MainPID that points there is a mistake).
+ */
+static int refuse_own_kin(pid_t pid, struct fl_err *err)
+{
+	pid_t p = getpid();
+	char comm[64] = "?";
+
+	if (fl_proc_is_kthread(pid) == 1)
+		return fl_err_set(err, -EPERM, "pid %d is a kernel thread: not a target", (int)pid);
+	for (int depth = 0; p > 1 && depth < 256; depth++) {
+		if (p == pid) {
+			char path[64];
+			FILE *f;
+
+			snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+			if ((f = fopen(path, "re"))) {
+				if (fgets(comm, sizeof(comm), f))
+					comm[strcspn(comm, "\n")] = '\0';
+				fclose(f);
+			}
+			if (depth == 0)
+				return fl_err_set(err, -EPERM, "pid %d is faultline itself: not a target", (int)pid);
+			return fl_err_set(err, -EPERM,
+					  "pid %d (%s) is an ancestor of this faultline (%d level%s up): a fault on "
+					  "it would hit the drill itself; point the target at the service",
+					  (int)pid, comm, depth, depth == 1 ? "" : "s");
+		}
+		if (fl_proc_ppid(p, &p))
+			break;
+	}
+	return 0;
+}
+
 int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, struct fl_target **out,
 		     struct fl_err *err)
 {
@@ -421,6 +458,9 @@ int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, st
 		rc = fl_err_set(err, -EPERM, "pid 1 is the whole host: refused without allow_host_wide");
 		goto fail;
 	}
+	rc = refuse_own_kin(t->info.pid, err);
+	if (rc)
+		goto fail;
 	if (fl_proc_starttime(t->info.pid, &t->start)) {
 		rc = fl_err_set(err, -ESRCH, "no process %d", (int)t->info.pid);
 		goto fail;

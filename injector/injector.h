@@ -112,7 +112,10 @@ struct fl_injector {
 	const char *summary;              /* one line for `faultline list` */
 	const char *preflight;            /* what check() verifies, for `plan` and the docs */
 	const struct fl_param *params;    /* terminated by {0} */
-	/* Host-wide capability probe for `faultline list`: 0 or why not. No side effect. */
+	/*
+	 * Host-wide capability probe for `faultline list`: 0 or why not. No side effect. On 0 it
+	 * may leave a note in err->msg (a missing capability that limits, without preventing, use).
+	 */
 	int (*probe)(struct fl_err *err);
 	/* Preflight for one fault against its target. No side effect. */
 	int (*check)(const struct fl_fault *f, struct fl_err *err);

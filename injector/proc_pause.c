@@ -7,6 +7,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/capability.h>
+
 #include "injector.h"
 #include "journal.h"
 #include "procfs.h"
@@ -49,8 +51,10 @@ static bool use_group(const struct fl_fault *f)
 
 static int pause_probe(struct fl_err *err)
 {
-	(void)err;
-	return 0; /* kill(2) is always there; permission is checked per target */
+	/* kill(2) is always there; permission is checked per target. Say now what limits it. */
+	if (!fl_have_cap(CAP_KILL))
+		fl_err_set(err, 0, "no CAP_KILL: only targets running as uid %d can be paused", (int)getuid());
+	return 0;
 }
 
 static int pause_target(const struct fl_fault *f, pid_t *kill_id, struct fl_err *err)

@@ -81,6 +81,25 @@ int fl_proc_pgid(pid_t pid, pid_t *out)
 	return rc;
 }
 
+int fl_proc_ppid(pid_t pid, pid_t *out)
+{
+	unsigned long long v;
+	int rc = stat_field(pid, 4, &v);
+
+	if (!rc)
+		*out = (pid_t)v;
+	return rc;
+}
+
+int fl_proc_is_kthread(pid_t pid)
+{
+	const unsigned long long pf_kthread = 0x00200000; /* include/linux/sched.h */
+	unsigned long long flags;
+	int rc = stat_field(pid, 9, &flags);
+
+	return rc ? rc : !!(flags & pf_kthread);
+}
+
 int fl_proc_count_fds(pid_t pid)
 {
 	char path[64];

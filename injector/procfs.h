@@ -11,6 +11,10 @@ int fl_proc_starttime(pid_t pid, uint64_t *out);
 int fl_proc_state(pid_t pid, char *state);
 /* Process group of pid; 0 or -errno. */
 int fl_proc_pgid(pid_t pid, pid_t *out);
+/* Parent pid of pid; 0 or -errno. */
+int fl_proc_ppid(pid_t pid, pid_t *out);
+/* Whether pid is a kernel thread (PF_KTHREAD in /proc/PID/stat's flags): 1, 0, or -errno. */
+int fl_proc_is_kthread(pid_t pid);
 /* Number of entries in /proc/PID/fd, or -errno. */
 int fl_proc_count_fds(pid_t pid);
 /* Whether this process has capability `cap` (CAP_*) in its effective set, from /proc/self/status. */
