@@ -73,18 +73,49 @@ expect "plan preflight" "$tmp/out" "prlimit\(2\) may read"
 expect "plan says nothing happened" "$tmp/out" "nothing was started, touched or injected"
 check "plan invalid" 2 "$fl" plan "$src/tests/scenarios/broken/five-mistakes.yaml"
 check "plan takes one file" 2 "$fl" plan "$src/scenarios/fd-exhaustion.yaml" "$src/scenarios/stop-the-world.yaml"
-# strace proves plan makes no write, no kill, no process, no mkdir, no netlink or bpf call
-if command -v strace >/dev/null 2>&1; then
+# strace proves plan makes no write, no signal, no process, no mkdir, no netlink or bpf call, no
+# limit set — for a launched target, and for a running one it finds and checks (read-only probes:
+# kill(pid, 0) and prlimit without a new limit are allowed)
+plan_is_pure() { # NAME SCENARIO
 	strace -f -qq -e trace=process,write,openat,mkdir,unlink,kill,bpf,socket,prlimit64,setrlimit \
-		-o "$tmp/trace" "$fl" plan "$src/scenarios/fd-exhaustion.yaml" >/dev/null 2>&1
-	if grep -E 'clone|fork|execve\(.*[^f]aultline|kill\(|bpf\(|socket\(|prlimit64\([1-9]|mkdir|unlink|O_WRONLY|O_RDWR|O_CREAT' "$tmp/trace" |
-		grep -vE 'execve\(".*faultline"|write\(1,' >"$tmp/side"; then
+		-o "$tmp/trace" "$fl" plan "$2" >/dev/null 2>&1
+	# syscall names where strace puts them (after the pid), not inside paths like /tmp/ci-clone
+	if grep -E '^[0-9]+ +((clone3?|v?fork|execve|tgkill|bpf|socket|mkdir|mkdirat|unlink|unlinkat)\(|kill\([^,]+, SIG|prlimit64\([0-9]+, RLIMIT_[A-Z]+, \{)|O_WRONLY|O_RDWR|O_CREAT' "$tmp/trace" |
+		grep -vE '^[0-9]+ +execve\("[^"]*/faultline", |write\(1,' >"$tmp/side"; then
 		failed=$((failed + 1))
-		echo "FAIL plan had side effects:"
+		echo "FAIL plan had side effects ($1):"
 		head -5 "$tmp/side"
 	else
 		passed=$((passed + 1))
 	fi
+}
+if command -v strace >/dev/null 2>&1; then
+	plan_is_pure "launched target" "$src/scenarios/fd-exhaustion.yaml"
+	sleep 60 &
+	sleeper=$!
+	cat >"$tmp/running.yaml" <<EOF
+version: 1
+name: running
+target: {url: "http://127.0.0.1:9/", pid: $sleeper}
+load: {rate: 10/s}
+slo: {good: {latency: 100ms}, survival_ratio: 50%}
+faults:
+  - {name: freeze, type: process.pause, duration: 1s, scope: process}
+  - {name: squeeze, type: fd.exhaust, duration: 1s, limit: 10}
+EOF
+	plan_is_pure "running target" "$tmp/running.yaml"
+	check "plan of a running target" 0 "$fl" plan "$tmp/running.yaml"
+	expect "plan names the running pid" "$tmp/out" "now: pid $sleeper \(sleep\)"
+	expect "plan ran the checks" "$tmp/out" "now: passes"
+	if [ "$(awk '{print $3}' "/proc/$sleeper/stat")" = S ] &&
+		[ "$(prlimit --pid "$sleeper" --nofile --noheadings --output SOFT | xargs)" != 10 ]; then
+		passed=$((passed + 1))
+	else
+		failed=$((failed + 1))
+		echo "FAIL plan touched the running target"
+	fi
+	kill "$sleeper"
+	wait "$sleeper" 2>/dev/null
 fi
 
 check "list" 0 "$fl" list
