@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "procfs.h"
+
 struct event {
 	int64_t t;
 	int order; /* at equal t: reverts before applies, so a back-to-back pair never overlaps */
@@ -60,15 +62,9 @@ static const char *target_how(const struct fl_target_spec *t, char *buf, size_t 
 /* Exactly what a run would act on, as the host stands now. */
 static void print_target_now(const struct fl_target_info *now, FILE *out)
 {
-	char path[64], comm[64] = "?";
-	FILE *f;
+	char comm[64];
 
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)now->pid);
-	if ((f = fopen(path, "re"))) {
-		if (fgets(comm, sizeof(comm), f))
-			comm[strcspn(comm, "\n")] = '\0';
-		fclose(f);
-	}
+	fl_proc_comm(now->pid, comm, sizeof(comm));
 	fprintf(out, "           now: pid %d (%s)\n", (int)now->pid, comm);
 	if (now->cgroup_v2[0])
 		fprintf(out, "           cgroup v2     %s\n", now->cgroup_v2);

@@ -231,9 +231,9 @@ struct sweep {
 /* Is this run over, with nobody left to clean up after it? Unsure means no. */
 static bool run_is_dead(const char *state_dir, const char *run_id, const char **why)
 {
-	char path[4200], comm[64] = "";
+	char path[4200], comm[64];
 	pid_t owner;
-	FILE *f;
+	int rc;
 
 	snprintf(path, sizeof(path), "%s/%s.journal", state_dir, run_id);
 	if (access(path, F_OK) == 0) {
@@ -245,15 +245,14 @@ static bool run_is_dead(const char *state_dir, const char *run_id, const char **
 		return false;
 	}
 	/* a run with another --state-dir: its controller still running means it is alive */
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)owner);
-	if ((f = fopen(path, "re"))) {
-		if (!fgets(comm, sizeof(comm), f))
-			comm[0] = '\0';
-		fclose(f);
-		if (!strncmp(comm, "faultline", 9)) {
-			*why = "its controller is still running";
-			return false;
-		}
+	rc = fl_proc_comm(owner, comm, sizeof(comm));
+	if (!rc && !strncmp(comm, "faultline", 9)) {
+		*why = "its controller is still running";
+		return false;
+	}
+	if (rc && rc != -ENOENT && rc != -ESRCH) {
+		*why = "its controller's pid exists but cannot be read";
+		return false;
 	}
 	*why = "no journal and its controller is gone";
 	return true;

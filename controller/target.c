@@ -371,21 +371,13 @@ static int unit_cgroup(const char *unit, char *cg, size_t len, pid_t *main_pid, 
 static int refuse_own_kin(pid_t pid, struct fl_err *err)
 {
 	pid_t p = getpid();
-	char comm[64] = "?";
+	char comm[64];
 
 	if (fl_proc_is_kthread(pid) == 1)
 		return fl_err_set(err, -EPERM, "pid %d is a kernel thread: not a target", (int)pid);
 	for (int depth = 0; p > 1 && depth < 256; depth++) {
 		if (p == pid) {
-			char path[64];
-			FILE *f;
-
-			snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-			if ((f = fopen(path, "re"))) {
-				if (fgets(comm, sizeof(comm), f))
-					comm[strcspn(comm, "\n")] = '\0';
-				fclose(f);
-			}
+			fl_proc_comm(pid, comm, sizeof(comm));
 			if (depth == 0)
 				return fl_err_set(err, -EPERM, "pid %d is faultline itself: not a target", (int)pid);
 			return fl_err_set(err, -EPERM,

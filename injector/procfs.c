@@ -81,6 +81,24 @@ int fl_proc_pgid(pid_t pid, pid_t *out)
 	return rc;
 }
 
+int fl_proc_comm(pid_t pid, char *buf, size_t len)
+{
+	char path[64];
+	FILE *f;
+	int rc = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
+	snprintf(buf, len, "?");
+	if (!(f = fopen(path, "re")))
+		return -errno;
+	if (fgets(buf, (int)len, f))
+		buf[strcspn(buf, "\n")] = '\0';
+	else
+		rc = -EIO;
+	fclose(f);
+	return rc;
+}
+
 int fl_proc_ppid(pid_t pid, pid_t *out)
 {
 	unsigned long long v;

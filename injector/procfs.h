@@ -11,6 +11,8 @@ int fl_proc_starttime(pid_t pid, uint64_t *out);
 int fl_proc_state(pid_t pid, char *state);
 /* Process group of pid; 0 or -errno. */
 int fl_proc_pgid(pid_t pid, pid_t *out);
+/* The command name of pid (/proc/PID/comm, without the newline) into buf; 0 or -errno ("?" then). */
+int fl_proc_comm(pid_t pid, char *buf, size_t len);
 /* Parent pid of pid; 0 or -errno. */
 int fl_proc_ppid(pid_t pid, pid_t *out);
 /* Whether pid is a kernel thread (PF_KTHREAD in /proc/PID/stat's flags): 1, 0, or -errno. */
