@@ -2,18 +2,6 @@
 # Whole drills against the Go demo targets: verdicts, exit codes, ratios checked against independent counts, reports parsed back.
 set -uo pipefail
 
-fl=${FL_BIN:?}
-src=${FL_SOURCE_DIR:?}
-bin=${FL_BINARY_DIR:?}
-targets=$bin/tests/targets
-if [ ! -x "$targets/naive" ] || [ ! -x "$targets/hardened" ]; then
-	echo "drills: SKIP: the Go demo targets are not built (golang-go missing)"
-	exit 0
-fi
-if [ "$(id -u)" -ne 0 ]; then
-	echo "drills: SKIP: needs root (cgroups, prlimit on other processes)"
-	exit 0
-fi
 name=drills
 . "$(dirname "$0")/lib.sh"
 
@@ -116,17 +104,11 @@ else
 fi
 
 # 6. SIGTERM mid-fault on a target faultline did not launch: exit 4 and its limit restored exactly.
-p=$(port)
-d=$(port)
-"$targets/naive" -listen "127.0.0.1:$p" -downstream-listen "127.0.0.1:$d" >"$tmp/ext.log" 2>&1 &
-ext=$!
-pids+=("$ext")
-for _ in $(seq 100); do curl -s -o /dev/null "http://127.0.0.1:$p/healthz" 2>/dev/null && break; sleep 0.05; done
-prlimit --pid "$ext" --nofile=3000:5000
+start_ext naive
 cat >"$tmp/term.yaml" <<EOF
 version: 1
 name: term
-target: {url: "http://127.0.0.1:$p/api/report", pid: $ext}
+target: {url: "$ext_url", pid: $ext}
 load: {rate: 50/s, connections: 8}
 slo: {good: {latency: 250ms}, survival_ratio: 50%}
 phases: {baseline: 1s, recovery: 1s}

@@ -2,14 +2,6 @@
 # The kill matrix: every injector x every way a run can end badly; the host must be as before within 3 s.
 set -uo pipefail
 
-fl=${FL_BIN:?}
-bin=${FL_BINARY_DIR:?}
-src=${FL_SOURCE_DIR:?}
-targets=$bin/tests/targets
-if [ ! -x "$targets/hardened" ] || [ "$(id -u)" -ne 0 ]; then
-	echo "kill-matrix: SKIP: needs root and the Go demo targets"
-	exit 0
-fi
 name=kill-matrix
 . "$(dirname "$0")/lib.sh"
 
@@ -32,14 +24,7 @@ cases="after-journal after-apply mid-fault mid-revert sigint guardrail apply-err
 declare -A want_rc=([after-journal]=137 [after-apply]=137 [mid-fault]=137 [mid-revert]=137
 	[sigint]=4 [guardrail]=4 [apply-error]=3)
 
-# The external target (not launched by faultline, so it survives every case) with unusual limits.
-p=$(port)
-"$targets/hardened" -listen "127.0.0.1:$p" -downstream-listen "127.0.0.1:$(port)" >"$tmp/target.log" 2>&1 &
-ext=$!
-pids+=("$ext")
-url="http://127.0.0.1:$p/api/report"
-for _ in $(seq 100); do curl -s -o /dev/null "$url" && break; sleep 0.05; done
-prlimit --pid "$ext" --nofile=3000:5000
+start_ext hardened
 
 # Everything a fault could leave behind: host objects, the target's state, journals, processes.
 host_view() {
@@ -64,7 +49,7 @@ scenario() { # FILE TYPE PARAMS CASE
 	cat >"$1" <<EOF
 version: 1
 name: kill-matrix
-target: {url: "$url", pid: $ext}
+target: {url: "$ext_url", pid: $ext}
 load: {rate: 20/s, connections: 4, timeout: 300ms}
 slo: {good: {latency: 250ms}, survival_ratio: 1%, baseline_ratio: 50%, window: 500ms}
 phases: {baseline: 500ms, recovery: 500ms}

@@ -3,25 +3,11 @@
 # nothing; targets no scenario can mean are refused; plan shows what a run would touch.
 set -uo pipefail
 
-fl=${FL_BIN:?}
-bin=${FL_BINARY_DIR:?}
-src=${FL_SOURCE_DIR:?}
-targets=$bin/tests/targets
-if [ ! -x "$targets/hardened" ] || [ "$(id -u)" -ne 0 ]; then
-	echo "preflight: SKIP: needs root and the Go demo targets"
-	exit 0
-fi
 name=preflight
 . "$(dirname "$0")/lib.sh"
 
 # An external target in this shell's process group (so faultline's too), with limits 3000:5000.
-p=$(port)
-"$targets/hardened" -listen "127.0.0.1:$p" -downstream-listen "127.0.0.1:$(port)" >"$tmp/target.log" 2>&1 &
-ext=$!
-pids+=("$ext")
-url="http://127.0.0.1:$p/api/report"
-for _ in $(seq 100); do curl -s -o /dev/null "$url" && break; sleep 0.05; done
-prlimit --pid "$ext" --nofile=3000:5000
+start_ext hardened
 
 scenario() { # FILE "TARGET KEYS" FAULT...
 	local file=$1 target=$2
@@ -29,7 +15,7 @@ scenario() { # FILE "TARGET KEYS" FAULT...
 	cat >"$file" <<EOF
 version: 1
 name: preflight
-target: {url: "$url", $target}
+target: {url: "$ext_url", $target}
 load: {rate: 20/s, connections: 4}
 slo: {good: {latency: 250ms}, survival_ratio: 1%}
 phases: {baseline: 1s, recovery: 500ms}

@@ -2,26 +2,8 @@
 # Nothing left behind: SIGKILL the controller (and its guardian), hang it, tear its journal - the host comes back exactly.
 set -uo pipefail
 
-fl=${FL_BIN:?}
-bin=${FL_BINARY_DIR:?}
-targets=$bin/tests/targets
-if [ ! -x "$targets/naive" ] || [ "$(id -u)" -ne 0 ]; then
-	echo "recovery: SKIP: needs root and the Go demo targets"
-	exit 0
-fi
 name=recovery
 . "$(dirname "$0")/lib.sh"
-
-# An external target (not launched by faultline) with an unusual limit, so "restored" is exact.
-start_ext() {
-	local p=$(port) d=$(port)
-	"$targets/naive" -listen "127.0.0.1:$p" -downstream-listen "127.0.0.1:$d" >"$tmp/ext.log" 2>&1 &
-	ext=$!
-	pids+=("$ext")
-	ext_url="http://127.0.0.1:$p/api/report"
-	for _ in $(seq 100); do curl -s -o /dev/null "$ext_url" && break; sleep 0.05; done
-	prlimit --pid "$ext" --nofile=3000:5000
-}
 
 # fd.exhaust and process.pause on the external target, held for 30 s unless someone reverts them.
 write_scenario() { # NAME HEARTBEAT
@@ -66,7 +48,7 @@ restored_within() { # MS -> elapsed or fail
 	return 1
 }
 
-start_ext
+start_ext naive
 
 # 1. SIGKILL the controller mid-fault: its guardian reverts both faults within 3 s.
 write_scenario k1 5s
