@@ -661,7 +661,8 @@ int fl_cgroup_owned_each(int (*cb)(const char *dir, const char *run_id, void *ar
 		bool seen = false;
 		DIR *d;
 
-		if (find_mount(hierarchies[h], mount, sizeof(mounts[h])))
+		mount[0] = '\0'; /* a hierarchy this host lacks matches no later one */
+		if (find_mount(hierarchies[h], mount, sizeof(mounts[h])) || !mount[0])
 			continue;
 		for (int k = 0; k < h; k++) /* cpu and memory may share one v1 mount */
 			seen |= !strcmp(mounts[k], mount);
