@@ -674,7 +674,7 @@ int fl_cgroup_owned_each(int (*cb)(const char *dir, const char *run_id, void *ar
 
 			if (e->d_type != DT_DIR || strncmp(e->d_name, FL_OWNED_PREFIX, strlen(FL_OWNED_PREFIX)))
 				continue;
-			snprintf(dir, sizeof(dir), "%s/%s", mount, e->d_name);
+			snprintf(dir, sizeof(dir), "%s/%s", mounts[h], e->d_name);
 			r = cb(dir, e->d_name + strlen(FL_OWNED_PREFIX), arg);
 			if (r && !rc)
 				rc = r;
