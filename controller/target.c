@@ -652,29 +652,29 @@ int fl_cgroup_remove(const char *dir, int wait_ms, struct fl_err *err)
 int fl_cgroup_owned_each(int (*cb)(const char *dir, const char *run_id, void *arg), void *arg)
 {
 	static const char *const hierarchies[] = {NULL /* cgroup2 */, "memory", "cpu"};
-	char mounts[3][4096];
+	char seen[3][4096] = {""}; /* mounts already walked: cpu and memory may share one v1 mount */
 	int rc = 0;
 
 	for (int h = 0; h < 3; h++) {
-		char *mount = mounts[h];
+		char mount[4096] = "";
 		struct dirent *e;
-		bool seen = false;
+		bool dup = false;
 		DIR *d;
 
-		mount[0] = '\0'; /* a hierarchy this host lacks matches no later one */
-		if (find_mount(hierarchies[h], mount, sizeof(mounts[h])) || !mount[0])
+		if (find_mount(hierarchies[h], mount, sizeof(mount)) || !mount[0])
 			continue;
-		for (int k = 0; k < h; k++) /* cpu and memory may share one v1 mount */
-			seen |= !strcmp(mounts[k], mount);
-		if (seen || !(d = opendir(mount)))
+		for (int k = 0; k < h; k++)
+			dup |= !strcmp(seen[k], mount);
+		memcpy(seen[h], mount, sizeof(mount));
+		if (dup || !(d = opendir(mount)))
 			continue;
 		while ((e = readdir(d))) {
-			char dir[8192];
+			char dir[4096 + 256 + 2];
 			int r;
 
 			if (e->d_type != DT_DIR || strncmp(e->d_name, FL_OWNED_PREFIX, strlen(FL_OWNED_PREFIX)))
 				continue;
-			snprintf(dir, sizeof(dir), "%s/%s", mounts[h], e->d_name);
+			snprintf(dir, sizeof(dir), "%s/%s", mount, e->d_name);
 			r = cb(dir, e->d_name + strlen(FL_OWNED_PREFIX), arg);
 			if (r && !rc)
 				rc = r;
