@@ -33,6 +33,7 @@ struct pending {
 struct fl_journal {
 	int fd;
 	char path[4096];
+	char run_id[64];
 	uint64_t next_seq;
 	struct pending *recs;
 	int n, cap;
@@ -95,6 +96,7 @@ int fl_journal_open(const char *dir, const char *run_id, const char *scenario,
 	if (!j)
 		return fl_err_set(err, -ENOMEM, "out of memory");
 	j->next_seq = 1;
+	snprintf(j->run_id, sizeof(j->run_id), "%s", run_id);
 	snprintf(j->path, sizeof(j->path), "%s/%s.journal", dir, run_id);
 	j->fd = open(j->path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0600);
 	if (j->fd < 0) {
@@ -200,6 +202,11 @@ int fl_journal_pending(const struct fl_journal *j)
 const char *fl_journal_path(const struct fl_journal *j)
 {
 	return j ? j->path : "";
+}
+
+const char *fl_journal_run_id(const struct fl_journal *j)
+{
+	return j ? j->run_id : "";
 }
 
 void fl_journal_close(struct fl_journal *j, bool remove_when_clean)

@@ -45,6 +45,8 @@ int fl_journal_mark_fault_reverted(struct fl_journal *j, const char *name);
 /* Number of records not yet marked reverted. */
 int fl_journal_pending(const struct fl_journal *j);
 const char *fl_journal_path(const struct fl_journal *j);
+/* The run id the journal was opened for: names every object the run creates. */
+const char *fl_journal_run_id(const struct fl_journal *j);
 /* Close; when nothing is pending and `remove_when_clean`, delete the file. */
 void fl_journal_close(struct fl_journal *j, bool remove_when_clean);
 

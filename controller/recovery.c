@@ -279,11 +279,39 @@ static int sweep_cgroup(const char *dir, const char *run_id, void *arg)
 	return 0;
 }
 
+static bool sweep_dead(const struct fl_sweep *s, const char *run_id)
+{
+	const struct sweep *sw = s->priv;
+	const char *why;
+
+	return fl_run_id_parse(run_id, NULL) && run_is_dead(sw->state_dir, run_id, &why);
+}
+
+static void sweep_report(const struct fl_sweep *s, const char *run_id, const char *what, int rc,
+			 const char *msg)
+{
+	struct sweep *sw = s->priv;
+
+	if (rc) {
+		say(sw->out, "recover: FAILED to sweep %s (run %s): %s\n", what, run_id, msg ? msg : strerror(-rc));
+		sw->st->failed++;
+		return;
+	}
+	say(sw->out, "recover: swept %s (run %s: no journal and its controller is gone)\n", what, run_id);
+	sw->st->swept++;
+}
+
 int fl_recover_sweep(const char *state_dir, FILE *out, struct fl_recover_stats *st)
 {
 	struct sweep sw = {.state_dir = state_dir, .out = out, .st = st};
+	struct fl_sweep inj_sw = {.dead = sweep_dead, .report = sweep_report, .priv = &sw};
+	int rc = fl_cgroup_owned_each(sweep_cgroup, &sw) ? -EIO : 0;
 
-	return fl_cgroup_owned_each(sweep_cgroup, &sw) ? -EIO : 0;
+	/* then what the injectors named: rules, filters, pins, each found by its own injector */
+	for (int i = 0; i < fl_injector_count; i++)
+		if (fl_injectors[i]->sweep && fl_injectors[i]->sweep(&inj_sw))
+			rc = -EIO;
+	return rc;
 }
 
 /* ---- the guardian ------------------------------------------------------------------------ */

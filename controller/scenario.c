@@ -1054,6 +1054,19 @@ static void parse_faults(struct ctx *c, struct fl_scenario *sc, const struct fl_
 		f->at_ns = common[2].i;
 		f->duration_ns = common[3].i;
 		fl_values_free(fl_fault_common_params, common);
+		/* rules across parameters, from the injector, still at the line they were written */
+		if (!bad && f->inj && f->inj->validate) {
+			const struct fl_value *blame = NULL;
+			struct fl_err e;
+
+			fl_err_clear(&e);
+			if (f->inj->validate(f, &blame, &e)) {
+				fl_diags_add(c->d, c->file, blame && blame->line ? blame->line : m->line,
+					     blame && blame->line ? blame->col : m->col, e.hint[0] ? e.hint : NULL,
+					     "%s: %s", path, e.msg);
+				bad = true;
+			}
+		}
 		if (bad) {
 			if (f->inj)
 				fl_values_free(f->inj->params, f->values);

@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,6 +98,25 @@ static int write_str(const char *path, const char *s)
 	return (int)n;
 }
 
+/* ---- network namespaces ----------------------------------------------------------------- */
+
+static void set_netns(struct fl_target *t, const char *spec)
+{
+	snprintf(t->info.netns, sizeof(t->info.netns), "%s%s", strchr(spec, '/') ? "" : "/run/netns/", spec);
+}
+
+/* A found process in a namespace of its own: network faults act there, not in faultline's. */
+static void netns_of_pid(struct fl_target *t)
+{
+	char path[64];
+	struct stat a, b;
+
+	snprintf(path, sizeof(path), "/proc/%d/ns/net", (int)t->info.pid);
+	if (stat(path, &a) == 0 && stat("/proc/self/ns/net", &b) == 0 &&
+	    (a.st_dev != b.st_dev || a.st_ino != b.st_ino))
+		snprintf(t->info.netns, sizeof(t->info.netns), "%s", path);
+}
+
 /* ---- launch ------------------------------------------------------------------------------ */
 
 static int add_own_cgroup(struct fl_target *t, const char *mount, const char *run_id, struct fl_err *err)
@@ -128,6 +148,16 @@ static void child_exec(const struct fl_target_spec *spec, const struct fl_target
 		snprintf(p, sizeof(p), "%s/cgroup.procs", t->own_cgroups[i]);
 		if ((e = write_str(p, "0")) < 0)
 			goto fail;
+	}
+	/* like `ip netns exec`: the service lives in its namespace, faultline stays in its own */
+	if (t->info.netns[0]) {
+		int nsfd = open(t->info.netns, O_RDONLY | O_CLOEXEC);
+
+		if (nsfd < 0 || setns(nsfd, CLONE_NEWNET) < 0) {
+			e = -errno;
+			goto fail;
+		}
+		close(nsfd);
 	}
 	sigemptyset(&none);
 	sigprocmask(SIG_SETMASK, &none, NULL);
@@ -208,6 +238,14 @@ int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, cons
 		if (rc)
 			goto fail;
 	}
+	if (spec->netns) {
+		set_netns(t, spec->netns);
+		if (access(t->info.netns, R_OK) < 0) {
+			rc = fl_err_set(err, -errno, "target.netns %s: %s", t->info.netns, strerror(errno));
+			fl_err_hint(err, "create it first (ip netns add NAME) or fix the name");
+			goto fail;
+		}
+	}
 	if (pipe2(pipefd, O_CLOEXEC) < 0) {
 		rc = fl_err_set(err, -errno, "pipe2: %s", strerror(errno));
 		goto fail;
@@ -241,9 +279,6 @@ int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, cons
 		t->info.pid = 0;
 		goto fail;
 	}
-	if (spec->netns)
-		snprintf(t->info.netns, sizeof(t->info.netns), "%s%s", strchr(spec->netns, '/') ? "" : "/run/netns/",
-			 spec->netns);
 	close(pipefd[0]);
 	close(logfd);
 	*out = t;
@@ -460,8 +495,9 @@ int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, st
 	fl_proc_pgid(t->info.pid, &t->info.pgid);
 	cgroups_of(t);
 	if (spec->netns)
-		snprintf(t->info.netns, sizeof(t->info.netns), "%s%s", strchr(spec->netns, '/') ? "" : "/run/netns/",
-			 spec->netns);
+		set_netns(t, spec->netns);
+	else
+		netns_of_pid(t);
 	t->pidfd = (int)syscall(SYS_pidfd_open, t->info.pid, 0);
 	*out = t;
 	return 0;

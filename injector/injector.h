@@ -83,6 +83,19 @@ struct fl_journal;
 struct fl_journal_rec;
 struct fl_injector;
 
+/*
+ * A sweep of owned objects whose journal is lost (`faultline recover`): an injector that names
+ * kernel objects FL_OWNED_PREFIX + run id (iptables comments, BPF filter names, pins) finds its
+ * own, asks dead() whether anyone will still revert that run, removes them if not, and reports.
+ */
+struct fl_sweep {
+	bool (*dead)(const struct fl_sweep *sw, const char *run_id);
+	/* rc 0: `what` was removed; else why it could not be */
+	void (*report)(const struct fl_sweep *sw, const char *run_id, const char *what, int rc,
+		       const char *msg);
+	void *priv;
+};
+
 /* One fault of a scenario, with its typed parameters and the injector's run-time state. */
 struct fl_fault {
 	char *name;
@@ -113,6 +126,12 @@ struct fl_injector {
 	const char *preflight;            /* what check() verifies, for `plan` and the docs */
 	const struct fl_param *params;    /* terminated by {0} */
 	/*
+	 * Cross-parameter rules that the table cannot say (e.g. ports need tcp or udp), checked
+	 * when the scenario is loaded so a mistake is exit 2 at FILE:LINE:COL. *blame: the value
+	 * to point at (NULL: the fault itself). NULL op: nothing to check.
+	 */
+	int (*validate)(const struct fl_fault *f, const struct fl_value **blame, struct fl_err *err);
+	/*
 	 * Host-wide capability probe for `faultline list`: 0 or why not. No side effect. On 0 it
 	 * may leave a note in err->msg (a missing capability that limits, without preventing, use).
 	 */
@@ -131,6 +150,8 @@ struct fl_injector {
 	void (*release)(struct fl_fault *f);
 	/* Undo from the journal record alone, in a fresh process. */
 	int (*revert_record)(const struct fl_journal_rec *rec, struct fl_err *err);
+	/* Remove owned objects of runs nobody will revert (see struct fl_sweep); NULL: names none. */
+	int (*sweep)(const struct fl_sweep *sw);
 };
 
 /*
