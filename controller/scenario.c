@@ -379,6 +379,7 @@ static int parse_cidr(const char *s, struct fl_cidr *out, struct fl_err *err)
 		p = strtol(slash + 1, &end, 10);
 		if (!slash[1] || *end || errno || p < 0 || p > maxp)
 			return fl_err_set(err, -EINVAL, "bad prefix length in '%s' (0..%d)", s, maxp);
+		out->prefix = (int)p;
 	}
 	return 0;
 bad:
