@@ -385,6 +385,8 @@ static int route_sock_in(const struct fl_netns *ns, struct nl_sock **out, struct
 		nl_socket_free(sk);
 		return fl_err_set(err, -EIO, "netlink socket in %s: %s", ns->path, nl_geterror(rc));
 	}
+	/* queries only: an unasked-for ACK left behind would be read as the next query's answer */
+	nl_socket_disable_auto_ack(sk);
 	*out = sk;
 	return 0;
 }
@@ -605,7 +607,8 @@ int fl_net_probe_in_scratch_ns(int (*fn)(void *arg, struct fl_err *err), void *a
 		;
 	if (n != (ssize_t)sizeof(child))
 		return fl_err_set(err, -EIO, "probe child died (status %d)", status);
-	if (child.code && err)
+	/* a probe that passes may still leave a note (a limit, a missing capability) */
+	if (err && (child.code || child.msg[0]))
 		*err = child;
 	return child.code;
 }
