@@ -160,7 +160,15 @@ struct fl_injector {
  */
 #define FL_INJECTORS(X) \
 	X(process_pause)    \
-	X(fd_exhaust)
+	X(fd_exhaust)       \
+	X(network_delay)    \
+	X(network_loss)     \
+	X(network_duplicate) \
+	X(network_corrupt)  \
+	X(network_reorder)  \
+	X(network_bandwidth) \
+	X(network_partition) \
+	X(network_dns)
 
 #define FL_DECLARE_INJECTOR(id) extern const struct fl_injector fl_inj_##id;
 FL_INJECTORS(FL_DECLARE_INJECTOR)

@@ -156,6 +156,7 @@ struct fl_net_backend {
 };
 
 extern const struct fl_net_backend fl_net_backend_netem;
+extern const struct fl_net_backend fl_net_backend_tbf;
 extern const struct fl_net_backend fl_net_backend_nfqueue;
 extern const struct fl_net_backend fl_net_backend_cgroup;
 

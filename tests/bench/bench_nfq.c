@@ -1,0 +1,388 @@
+/* The nfqueue delayer's packets/s ceiling on one core: a UDP flood between two test namespaces, with and without the queue, in one run. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "journal.h"
+#include "net.h"
+#include "recovery.h"
+
+#define ADDR_A "192.0.2.1"
+#define ADDR_B "192.0.2.2"
+#define PORT 7001
+#define BATCH 64
+#define CPU_DELAYER 0
+#define CPU_TRAFFIC 1
+
+struct counts {
+	uint64_t sent, received;
+	int stop;
+};
+
+static char ns_a[64], ns_b[64], veth_a[16], veth_b[16];
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static void pin(pid_t pid, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	if (sched_setaffinity(pid, sizeof(set), &set) < 0)
+		fprintf(stderr, "bench_nfq: sched_setaffinity(%d, cpu %d): %s\n", (int)pid, cpu, strerror(errno));
+}
+
+static void enter(const char *ns)
+{
+	char path[128];
+	struct stat sb;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/run/netns/%s", ns);
+	f = fopen(path, "r");
+	if (!f || fstat(fileno(f), &sb) < 0 || setns(fileno(f), CLONE_NEWNET) < 0)
+		_exit(2);
+	fclose(f);
+}
+
+static struct sockaddr_in addr_of(const char *ip, uint16_t port)
+{
+	struct sockaddr_in s = {.sin_family = AF_INET, .sin_port = htons(port)};
+
+	inet_pton(AF_INET, ip, &s.sin_addr);
+	return s;
+}
+
+/* In B: count every datagram, many per syscall, until stopped. */
+static void __attribute__((noreturn)) receiver(struct counts *c)
+{
+	struct sockaddr_in b = addr_of(ADDR_B, PORT);
+	static char bufs[BATCH][256];
+	struct mmsghdr mm[BATCH];
+	struct iovec iov[BATCH];
+	struct timeval tv = {.tv_usec = 100000};
+	int fd, big = 16 << 20;
+
+	enter(ns_b);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (bind(fd, (struct sockaddr *)&b, sizeof(b)) < 0)
+		_exit(3);
+	for (int i = 0; i < BATCH; i++) {
+		iov[i] = (struct iovec){.iov_base = bufs[i], .iov_len = sizeof(bufs[i])};
+		mm[i].msg_hdr = (struct msghdr){.msg_iov = &iov[i], .msg_iovlen = 1};
+	}
+	for (;;) {
+		int n = recvmmsg(fd, mm, BATCH, MSG_WAITFORONE, NULL);
+
+		if (n > 0)
+			__atomic_add_fetch(&c->received, (uint64_t)n, __ATOMIC_RELAXED);
+	}
+}
+
+/* In A: send as fast as the stack takes them for `secs`. */
+static void __attribute__((noreturn)) sender(struct counts *c, double secs)
+{
+	struct sockaddr_in b = addr_of(ADDR_B, PORT);
+	static char payload[64] = "faultline bench_nfq";
+	struct mmsghdr mm[BATCH];
+	struct iovec iov = {.iov_base = payload, .iov_len = sizeof(payload)};
+	double end;
+	int fd, big = 16 << 20;
+
+	enter(ns_a);
+	fd = socket(AF_INET, SOCK_DGRAM, 0);
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
+	if (connect(fd, (struct sockaddr *)&b, sizeof(b)) < 0)
+		_exit(3);
+	for (int i = 0; i < BATCH; i++)
+		mm[i].msg_hdr = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1};
+	end = now_s() + secs;
+	while (now_s() < end) {
+		int n = sendmmsg(fd, mm, BATCH, 0);
+
+		if (n > 0)
+			__atomic_add_fetch(&c->sent, (uint64_t)n, __ATOMIC_RELAXED);
+	}
+	_exit(0);
+}
+
+struct result {
+	double secs, sent_pps, recv_pps, queued_pps, cpu_s, core_busy;
+	uint64_t sent, received, queued, bypassed, at_cap;
+	double hold_ms;
+};
+
+/* Busy and total jiffies of one cpu from /proc/stat: softirq work done by ksoftirqd counts too. */
+static void cpu_jiffies(int cpu, unsigned long long *busy, unsigned long long *total)
+{
+	char line[256], name[16];
+	FILE *f = fopen("/proc/stat", "r");
+
+	*busy = *total = 0;
+	snprintf(name, sizeof(name), "cpu%d ", cpu);
+	while (f && fgets(line, sizeof(line), f)) {
+		unsigned long long v[8] = {0};
+
+		if (strncmp(line, name, strlen(name)))
+			continue;
+		sscanf(line + strlen(name), "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
+		       &v[4], &v[5], &v[6], &v[7]);
+		/* user nice system idle iowait irq softirq steal */
+		*busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+		*total = *busy + v[3] + v[4];
+	}
+	if (f)
+		fclose(f);
+}
+
+/* utime + stime of pid in seconds (-1 when unreadable). */
+static double cpu_of(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ut, stime;
+	FILE *f;
+	size_t n;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+	f = fopen(path, "r");
+	if (!f)
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	p = strrchr(buf, ')');
+	/* after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
+	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stime) != 2)
+		return -1;
+	return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+static void settle(struct counts *c)
+{
+	uint64_t prev;
+
+	do {
+		prev = __atomic_load_n(&c->received, __ATOMIC_RELAXED);
+		usleep(200000);
+	} while (__atomic_load_n(&c->received, __ATOMIC_RELAXED) != prev);
+}
+
+static void flood(struct counts *c, double secs, struct result *r)
+{
+	double t0;
+	pid_t s;
+
+	settle(c);
+	c->sent = 0;
+	__atomic_store_n(&c->received, 0, __ATOMIC_RELAXED);
+	t0 = now_s();
+	s = fork();
+	if (s == 0)
+		sender(c, secs);
+	pin(s, CPU_TRAFFIC);
+	waitpid(s, NULL, 0);
+	r->secs = now_s() - t0;
+	settle(c);
+	r->sent = c->sent;
+	r->received = __atomic_load_n(&c->received, __ATOMIC_RELAXED);
+	r->sent_pps = (double)r->sent / r->secs;
+	r->recv_pps = (double)r->received / r->secs;
+}
+
+static double obs(const struct fl_observation *o, const char *key)
+{
+	for (int i = 0; i < o->n; i++)
+		if (!strcmp(o->kv[i].key, key))
+			return o->kv[i].num;
+	return -1;
+}
+
+struct phase {
+	const char *name;
+	int64_t delay_ns, jitter_ns;
+	struct result r;
+};
+
+/* One flood through a fresh nfqueue fault with this effect, its delayer pinned to CPU_DELAYER. */
+static int queued_flood(struct counts *c, struct fl_journal *j, double secs, struct phase *ph)
+{
+	struct fl_injector inj = {.type = "network.delay"};
+	struct fl_fault f = {.name = "bench", .inj = &inj};
+	struct fl_journal_info info;
+	struct fl_observation o = {0};
+	struct fl_net_req r = {0};
+	struct fl_err e = {0};
+	void *st = NULL;
+	pid_t delayer = 0;
+	unsigned long long b0, t0, b1, t1;
+	double cpu0;
+	int rc;
+
+	r.f = &f;
+	r.match.dir = FL_NET_EGRESS;
+	r.match.proto = FL_NET_UDP;
+	r.match.dst_port = PORT;
+	r.match.family = AF_INET;
+	snprintf(r.iface, sizeof(r.iface), "%s", veth_a);
+	r.fx.queue_pkts = 10000;
+	r.fx.delay_ns = ph->delay_ns;
+	r.fx.jitter_ns = ph->jitter_ns;
+	rc = fl_netns_open(ns_a, &r.ns, &e);
+	if (!rc)
+		rc = fl_net_backend_nfqueue.check(&r, &e);
+	if (!rc)
+		rc = fl_net_backend_nfqueue.apply(&r, j, &st, &e);
+	if (rc) {
+		fprintf(stderr, "bench_nfq: %s %s\n", e.msg, e.hint);
+		goto out;
+	}
+	if (!fl_journal_read(fl_journal_path(j), &info, &e)) {
+		for (int i = 0; i < info.nrecs; i++) {
+			int64_t pid;
+
+			if (!fl_rec_get_i64(&info.recs[i], "child", &pid))
+				delayer = (pid_t)pid;
+		}
+		fl_journal_info_free(&info);
+	}
+	pin(delayer, CPU_DELAYER);
+	cpu0 = cpu_of(delayer);
+	cpu_jiffies(CPU_DELAYER, &b0, &t0);
+	flood(c, secs, &ph->r);
+	cpu_jiffies(CPU_DELAYER, &b1, &t1);
+	ph->r.cpu_s = cpu_of(delayer) - cpu0;
+	ph->r.core_busy = t1 > t0 ? (double)(b1 - b0) / (double)(t1 - t0) : 0;
+	fl_net_backend_nfqueue.observe(st, &o);
+	ph->r.queued = (uint64_t)obs(&o, "packets_matched");
+	ph->r.queued_pps = (double)ph->r.queued / ph->r.secs;
+	ph->r.bypassed = ph->r.received > ph->r.queued ? ph->r.received - ph->r.queued : 0;
+	ph->r.at_cap = (uint64_t)obs(&o, "held_at_cap");
+	ph->r.hold_ms = obs(&o, "hold_ms_mean");
+	rc = fl_net_backend_nfqueue.revert(st, &e);
+	if (rc)
+		fprintf(stderr, "bench_nfq: revert: %s\n", e.msg);
+out:
+	fl_net_backend_nfqueue.release(st);
+	fl_netns_close(&r.ns);
+	return rc;
+}
+
+int main(int argc, char **argv)
+{
+	double secs = argc > 1 ? atof(argv[1]) : 2.0;
+	struct phase phases[] = {
+		{.name = "delay 0"},
+		{.name = "delay 5ms", .delay_ns = 5000000},
+		{.name = "delay 5ms jitter 1ms", .delay_ns = 5000000, .jitter_ns = 1000000},
+	};
+	struct fl_journal *j = NULL;
+	struct result plain = {0};
+	struct fl_err e = {0};
+	char dir[64] = "/tmp/fl-nfq-bench-XXXXXX", run_id[64];
+	struct counts *c;
+	pid_t rx;
+	int rc = 1;
+
+	if (geteuid() != 0) {
+		fprintf(stderr, "bench_nfq: needs root (network namespaces, iptables, NFQUEUE)\n");
+		return 2;
+	}
+	if (secs <= 0 || secs > 30)
+		secs = 2.0;
+	if (fl_net_backend_nfqueue.probe(&e)) {
+		fprintf(stderr, "bench_nfq: NFQUEUE unavailable: %s %s\n", e.msg, e.hint);
+		return 2;
+	}
+	snprintf(ns_a, sizeof(ns_a), "fl-nfqb-%d-a", (int)getpid());
+	snprintf(ns_b, sizeof(ns_b), "fl-nfqb-%d-b", (int)getpid());
+	snprintf(veth_a, sizeof(veth_a), "nfqb%da", (int)getpid() % 1000000);
+	snprintf(veth_b, sizeof(veth_b), "nfqb%db", (int)getpid() % 1000000);
+	c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+	if (c == MAP_FAILED || !mkdtemp(dir))
+		return 1;
+	fl_run_id_make(run_id, sizeof(run_id));
+	if (sh("ip netns add %s && ip netns add %s", ns_a, ns_b) ||
+	    sh("ip link add %s netns %s type veth peer name %s netns %s", veth_a, ns_a, veth_b, ns_b) ||
+	    sh("ip -n %s addr add " ADDR_A "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", ns_a,
+	       veth_a, ns_a, veth_a, ns_a) ||
+	    sh("ip -n %s addr add " ADDR_B "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", ns_b,
+	       veth_b, ns_b, veth_b, ns_b) ||
+	    fl_journal_open(dir, run_id, "bench_nfq", &j, &e))
+		goto out;
+	rx = fork();
+	if (rx == 0)
+		receiver(c);
+	pin(rx, CPU_TRAFFIC);
+	usleep(200000);
+
+	flood(c, secs, &plain);
+	rc = 0;
+	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]) && !rc; i++)
+		rc = queued_flood(c, j, secs, &phases[i]);
+	kill(rx, SIGKILL);
+	waitpid(rx, NULL, 0);
+	if (rc)
+		goto out;
+	printf("bench_nfq: UDP 64-byte flood %s -> %s, %.1f s per phase; sender+receiver on cpu %d, delayer on cpu %d\n",
+	       ns_a, ns_b, secs, CPU_TRAFFIC, CPU_DELAYER);
+	printf("  %-22s %11s %11s %12s %9s %8s %9s %12s %9s %7s\n", "", "sent pkt/s", "recv pkt/s", "via queue/s",
+	       "bypassed", "at cap", "hold ms", "delayer cpu", "cpu0 busy", "ratio");
+	printf("  %-22s %11.0f %11.0f %12s %9s %8s %9s %12s %9s %7s\n", "no queue", plain.sent_pps, plain.recv_pps,
+	       "-", "-", "-", "-", "-", "-", "1");
+	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++) {
+		const struct result *q = &phases[i].r;
+
+		printf("  %-22s %11.0f %11.0f %12.0f %9llu %8llu %9.3f %11.0f%% %8.0f%% %7.3f\n", phases[i].name,
+		       q->sent_pps, q->recv_pps, q->queued_pps, (unsigned long long)q->bypassed,
+		       (unsigned long long)q->at_cap, q->hold_ms, 100 * q->cpu_s / q->secs, 100 * q->core_busy,
+		       plain.recv_pps > 0 ? q->queued_pps / plain.recv_pps : 0);
+	}
+	printf("  ratio = packets through the queue per second / delivered per second without it\n");
+	printf("  one-core ceiling = via queue/s / cpu%d busy share (delayer + the softirq work its verdicts "
+	       "trigger):", CPU_DELAYER);
+	for (size_t i = 0; i < sizeof(phases) / sizeof(phases[0]); i++)
+		printf(" %s %.0f pkt/s%s", phases[i].name,
+		       phases[i].r.core_busy > 0 ? phases[i].r.queued_pps / phases[i].r.core_busy : 0,
+		       i + 1 < sizeof(phases) / sizeof(phases[0]) ? ";" : "\n");
+out:
+	fl_journal_close(j, false);
+	sh("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null; rm -rf %s", ns_a, ns_b, dir);
+	return rc;
+}
