@@ -5,11 +5,21 @@ set -uo pipefail
 name=kill-matrix
 . "$(dirname "$0")/lib.sh"
 
+# The network rows act in a namespace of the test's own (a veth with TEST-NET-1 addresses) and on
+# a cgroup v2 dir of its own that the external target is moved into: never on the host's lo.
+kmns=fl-km-$$
+km_cg=/sys/fs/cgroup/unified/fl-km-$$
+
 # One row per injector: TYPE|its parameters for a fault on the external target.
 # A new injector joins the matrix by adding its line here.
 matrix=(
 	"process.pause|scope: process"
 	"fd.exhaust|limit: 20"
+	"network.delay|delay: 50ms, backend: nfqueue, netns: $kmns, match: {interface: veth-km, dst_ip: 192.0.2.2}"
+	"network.bandwidth|rate: 1Mbit/s, netns: $kmns, match: {interface: veth-km, dst_ip: 192.0.2.2}"
+	"network.loss|percent: 10%, backend: cgroup, match: {direction: ingress, src_ip: 192.0.2.2}"
+	"network.partition|match: {dst_ip: 192.0.2.2, dst_port: 5432}"
+	"network.dns|mode: fail"
 )
 
 # How each case ends the run, and the exit status that ending must give:
@@ -25,6 +35,20 @@ declare -A want_rc=([after-journal]=137 [after-apply]=137 [mid-fault]=137 [mid-r
 	[sigint]=4 [guardrail]=4 [apply-error]=3)
 
 start_ext hardened
+ip netns add "$kmns"
+ip -n "$kmns" link add veth-km type veth peer name veth-km2
+ip -n "$kmns" addr add 192.0.2.1/24 dev veth-km
+ip -n "$kmns" link set veth-km up
+ip -n "$kmns" link set veth-km2 up
+mkdir "$km_cg"
+echo "$ext" >"$km_cg/cgroup.procs"
+# after lib.sh's cleanup (which kills the target and recovers): the namespace and the cgroup go
+km_cleanup() {
+	cleanup
+	ip netns del "$kmns" 2>/dev/null
+	rmdir "$km_cg" 2>/dev/null
+}
+trap km_cleanup EXIT
 
 # Everything a fault could leave behind: host objects, the target's state, journals, processes.
 host_view() {
@@ -35,6 +59,10 @@ host_view() {
 	cat "/proc/$ext/cgroup"
 	echo "## state dir"
 	ls "$state" 2>/dev/null
+	echo "## the test's netns and cgroup"
+	tc -n "$kmns" qdisc show
+	ip netns exec "$kmns" iptables-save 2>/dev/null | grep -E 'faultline|NFQUEUE'
+	bpftool cgroup show "$km_cg" 2>/dev/null
 }
 
 scenario() { # FILE TYPE PARAMS CASE
