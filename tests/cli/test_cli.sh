@@ -114,6 +114,29 @@ EOF
 		failed=$((failed + 1))
 		echo "FAIL plan touched the running target"
 	fi
+	# network faults: check() may ask the kernel (a route, the interface, its qdiscs), read-only:
+	# netlink sockets and setns are allowed, but no RTM_NEW*/RTM_DEL* message, no bpf(), no process
+	cat >"$tmp/netplan.yaml" <<EOF
+version: 1
+name: netplan
+target: {url: "http://127.0.0.1:9/", pid: $sleeper}
+load: {rate: 10/s}
+slo: {good: {latency: 100ms}, survival_ratio: 50%}
+faults:
+  - {name: lag, type: network.delay, duration: 1s, delay: 100ms, match: {dst_ip: 127.0.0.1, dst_port: 9}}
+  - {name: bw, type: network.bandwidth, duration: 1s, rate: 1Mbit/s, match: {dst_ip: 127.0.0.1, dst_port: 9}}
+  - {name: cut, type: network.partition, duration: 1s, match: {dst_ip: 127.0.0.1, dst_port: 9}}
+EOF
+	strace -f -qq -e trace=process,write,openat,mkdir,unlink,kill,bpf,socket,sendto,sendmsg,prlimit64 \
+		-o "$tmp/trace" "$fl" plan "$tmp/netplan.yaml" >/dev/null 2>&1
+	if grep -E '^[0-9]+ +((clone3?|v?fork|tgkill|bpf|mkdir|unlink)\(|socket\(AF_(INET|INET6|UNIX))|RTM_NEW|RTM_DEL|O_WRONLY|O_RDWR|O_CREAT' "$tmp/trace" |
+		grep -vE 'write\(1,' >"$tmp/side" || ! grep -q 'RTM_GETQDISC' "$tmp/trace"; then
+		failed=$((failed + 1))
+		echo "FAIL plan of network faults had side effects (or never looked at the qdiscs):"
+		head -5 "$tmp/side"
+	else
+		passed=$((passed + 1))
+	fi
 	kill "$sleeper"
 	wait "$sleeper" 2>/dev/null
 fi
