@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -615,6 +616,82 @@ static void test_netem_delay_accuracy(void **state)
 	fl_scenario_free(sc);
 }
 
+/* Handshake times A -> B:port, n samples into v (ms). */
+static void handshake_samples(const struct world *w, uint16_t port, double *v, int n)
+{
+	int p[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	if (pid == 0) {
+		if (enter(w->ns_a))
+			_exit(1);
+		for (int i = 0; i < n; i++) {
+			struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+			int fd = socket(AF_INET, SOCK_STREAM, 0);
+			double t0, ms;
+
+			inet_pton(AF_INET, ADDR_B, &sa.sin_addr);
+			t0 = now_s();
+			ms = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? (now_s() - t0) * 1000 : -1;
+			close(fd);
+			if (write(p[1], &ms, sizeof(ms)) != sizeof(ms))
+				_exit(1);
+		}
+		_exit(0);
+	}
+	close(p[1]);
+	for (int i = 0; i < n; i++)
+		if (read(p[0], &v[i], sizeof(v[i])) != sizeof(v[i]))
+			v[i] = -1;
+	close(p[0]);
+	waitpid(pid, NULL, 0);
+}
+
+/* 50 ms ± 10 ms uniform: the mean is the delay, the spread is jitter/sqrt(3), nothing outside. */
+static void test_netem_jitter(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc;
+	struct fl_fault *f;
+	struct fl_err e;
+	double v[60], base, mean = 0, var = 0, lo = 1e9, hi = 0;
+
+	SKIP_UNLESS_ROOT(w);
+	fl_err_clear(&e);
+	if (fl_net_backend_netem.probe(&e)) {
+		print_message("skipped here (runs in tests/vm): %s\n", e.msg);
+		skip();
+	}
+	sc = scenario_with("  - {name: jit, type: network.delay, duration: 5s, delay: 50ms, jitter: 10ms, "
+			   "backend: netem, match: {dst_ip: " ADDR_B ", dst_port: 18501}}\n");
+	f = &sc->faults[0];
+	f->target = &w->info;
+	base = handshake_ms(w, w->port_shaped);
+	assert_int_equal(f->inj->apply(f, w->j, &e), 0);
+	handshake_samples(w, w->port_shaped, v, 60);
+	for (int i = 0; i < 60; i++) {
+		assert_true(v[i] > 0);
+		v[i] -= base;
+		mean += v[i] / 60;
+		lo = v[i] < lo ? v[i] : lo;
+		hi = v[i] > hi ? v[i] : hi;
+	}
+	for (int i = 0; i < 60; i++)
+		var += (v[i] - mean) * (v[i] - mean) / 59;
+	print_message("netem 50ms jitter 10ms: added mean %.2f ms, sd %.2f (uniform: 5.77), range %.1f..%.1f\n",
+		      mean, sqrt(var), lo, hi);
+	assert_true(mean > 47 && mean < 53);
+	assert_true(sqrt(var) > 3.5 && sqrt(var) < 8);
+	/* uniform in 40..60, plus the TCG VM's own timing noise (its handshakes run ~1.5 ms long) */
+	assert_true(lo > 37 && hi < 66);
+	assert_int_equal(f->inj->revert(f, &e), 0);
+	fl_journal_mark_fault_reverted(w->j, f->name);
+	release(f);
+	fl_scenario_free(sc);
+}
+
 static void test_netem_loss_accuracy(void **state)
 {
 	struct world *w = *state;
@@ -670,6 +747,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_stacked_faults_and_revert_record, clean_iface),
 		cmocka_unit_test_teardown(test_sweep_orphan_root, clean_iface),
 		cmocka_unit_test_teardown(test_netem_delay_accuracy, clean_iface),
+		cmocka_unit_test_teardown(test_netem_jitter, clean_iface),
 		cmocka_unit_test_teardown(test_netem_loss_accuracy, clean_iface),
 	};
 

@@ -18,6 +18,7 @@ FL_VM_TIMEOUT=${FL_VM_TIMEOUT:-400} bash "$here/vm.sh" run "$cache" "$repo" test
 rc=${PIPESTATUS[0]}
 # netem must really have run inside: a skip there would be a harness bug, not a pass
 if ! grep -q "OK \] test_netem_delay_accuracy" "$out" || ! grep -q "OK \] test_netem_loss_accuracy" "$out" ||
+	! grep -q "OK \] test_netem_jitter" "$out" ||
 	! grep -q "^ok   200 ms to the downstream port: ok backend=netem" "$out"; then
 	echo "test_vm_net: FAIL: the netem cases did not pass inside the VM"
 	exit 1

@@ -1,0 +1,1266 @@
+/* Benchmarks the network faults between two namespaces of its own: apply/revert latency per injector and backend (with the journal's fsync apart and the tc/iptables CLIs as peers), and added-delay accuracy against ping and connect(). */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <linux/magic.h>
+#include <math.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/utsname.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "exitcodes.h"
+#include "journal.h"
+#include "net.h"
+#include "net_cgroup.h"
+#include "procfs.h"
+#include "scenario.h"
+
+/* TEST-NET-1, only ever inside the two namespaces this bench makes */
+#define ADDR_A "192.0.2.1"
+#define ADDR_B "192.0.2.2"
+#define P_TCP "5001"   /* listener in B: the TCP cases connect here */
+#define P_PART "5002"  /* partition's match: nothing listens, nothing connects */
+#define MAXN 200
+#define MAXS 256       /* RTT samples per measurement */
+
+/* ---- the world: names, namespaces, cgroup, journal ------------------------------------------ */
+
+struct opts {
+	int cycles;          /* -n: measured apply+revert cycles per case (plus one warm-up) */
+	int pings;           /* -k: pings per delay up to 100 ms */
+	int pings_long;      /* pings for the 1000 ms delay */
+	int connects;        /* -c: connect() timings per TCP case up to 100 ms */
+	int connects_long;
+	char acc[64];        /* -a: delay backends for the accuracy part: auto, nfqueue, netem (comma list) */
+	bool latency, accuracy;
+	const char *md;      /* -o: markdown tables here as well */
+	const char *jparent; /* -j: where the journal's mkdtemp dir goes */
+};
+
+static struct world {
+	struct opts o;
+	pid_t pid;
+	char ns_a[64], ns_b[64], veth_a[16], veth_b[16];
+	char cg[300], jdir[300], run_id[64];
+	char cg_why[400];
+	bool made_a, made_b, made_cg;
+	struct fl_target_info info;
+	struct fl_journal *j;
+	struct fl_netns a;
+	pid_t listener;
+	FILE *md;
+	int failures;        /* measurements that went wrong: exit 1 */
+} W;
+
+static volatile sig_atomic_t g_worker, g_signal;
+
+static int64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static double ms_since(int64_t t0)
+{
+	return (double)(now_ns() - t0) / 1e6;
+}
+
+static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static int sh(const char *fmt, ...)
+{
+	char cmd[1024];
+	va_list ap;
+	int st;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	st = system(cmd);
+	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+/* First line of a command's stdout as a number (-1 when it printed none). */
+static long sh_num(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static long sh_num(const char *fmt, ...)
+{
+	char cmd[1024], line[64] = "";
+	va_list ap;
+	FILE *p;
+	long v = -1;
+
+	va_start(ap, fmt);
+	vsnprintf(cmd, sizeof(cmd), fmt, ap);
+	va_end(ap);
+	p = popen(cmd, "r");
+	if (!p)
+		return -1;
+	if (fgets(line, sizeof(line), p))
+		v = strtol(line, NULL, 10);
+	while (fgets(line, sizeof(line), p))
+		;
+	pclose(p);
+	return v;
+}
+
+static int cmp_double(const void *a, const void *b)
+{
+	double x = *(const double *)a, y = *(const double *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* Nearest-rank percentile (p in 0..100) of n values; NAN when there are none. */
+static double pct(const double *v, int n, double p)
+{
+	double s[MAXS > MAXN ? MAXS : MAXN];
+	int k;
+
+	if (n <= 0)
+		return NAN;
+	memcpy(s, v, (size_t)n * sizeof(double));
+	qsort(s, (size_t)n, sizeof(double), cmp_double);
+	k = (int)ceil(p / 100.0 * n) - 1;
+	return s[k < 0 ? 0 : k >= n ? n - 1 : k];
+}
+
+static double median(const double *v, int n)
+{
+	double s[MAXS > MAXN ? MAXS : MAXN];
+
+	if (n <= 0)
+		return NAN;
+	memcpy(s, v, (size_t)n * sizeof(double));
+	qsort(s, (size_t)n, sizeof(double), cmp_double);
+	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+}
+
+/* ---- tables, printed as text and (with -o) as markdown -------------------------------------- */
+
+#define T_COLS 12
+#define T_ROWS 16
+
+struct table {
+	int ncols, nrows;
+	const char *head[T_COLS];
+	char cell[T_ROWS][T_COLS][80];
+};
+
+static void table_set(struct table *t, int row, int col, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
+static void table_set(struct table *t, int row, int col, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (row >= T_ROWS || col >= T_COLS)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(t->cell[row][col], sizeof(t->cell[row][col]), fmt, ap);
+	va_end(ap);
+	if (row >= t->nrows)
+		t->nrows = row + 1;
+}
+
+static void table_print(const struct table *t, FILE *out, bool md)
+{
+	int w[T_COLS];
+
+	if (!out)
+		return;
+	for (int c = 0; c < t->ncols; c++) {
+		w[c] = (int)strlen(t->head[c]);
+		for (int r = 0; r < t->nrows; r++)
+			if ((int)strlen(t->cell[r][c]) > w[c])
+				w[c] = (int)strlen(t->cell[r][c]);
+	}
+	if (md) {
+		for (int c = 0; c < t->ncols; c++)
+			fprintf(out, "| %s ", t->head[c]);
+		fprintf(out, "|\n");
+		for (int c = 0; c < t->ncols; c++)
+			fprintf(out, "| %s ", c ? "---:" : "---");
+		fprintf(out, "|\n");
+		for (int r = 0; r < t->nrows; r++) {
+			for (int c = 0; c < t->ncols; c++)
+				fprintf(out, "| %s ", t->cell[r][c]);
+			fprintf(out, "|\n");
+		}
+		fprintf(out, "\n");
+		return;
+	}
+	for (int c = 0; c < t->ncols; c++)
+		fprintf(out, c ? "  %*s" : "  %-*s", w[c], t->head[c]);
+	fprintf(out, "\n");
+	for (int r = 0; r < t->nrows; r++) {
+		for (int c = 0; c < t->ncols; c++)
+			fprintf(out, c ? "  %*s" : "  %-*s", w[c], t->cell[r][c]);
+		fprintf(out, "\n");
+	}
+	fprintf(out, "\n");
+}
+
+static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* A line for both outputs (markdown gets it as a paragraph line). */
+static void say(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vprintf(fmt, ap);
+	va_end(ap);
+	if (W.md) {
+		va_start(ap, fmt);
+		vfprintf(W.md, fmt, ap);
+		va_end(ap);
+	}
+}
+
+static void emit(const struct table *t)
+{
+	table_print(t, stdout, false);
+	table_print(t, W.md, true);
+}
+
+/* ---- faults from scenario text, as the controller builds them -------------------------------- */
+
+static struct fl_scenario *scenario_with(const char *fault_yaml)
+{
+	char buf[4096];
+	struct fl_diags d = {0};
+	struct fl_scenario *sc;
+
+	snprintf(buf, sizeof(buf),
+		 "version: 1\nname: bench\ntarget: {url: \"http://127.0.0.1:1/\", pid: 4242}\n"
+		 "load: {rate: 1/s}\nslo: {good: {latency: 1s}, survival_ratio: 90%%}\nfaults:\n%s",
+		 fault_yaml);
+	sc = fl_scenario_parse("bench.yaml", buf, strlen(buf), NULL, 0, &d);
+	if (!sc)
+		fl_diags_print(&d, stderr);
+	fl_diags_free(&d);
+	if (sc)
+		sc->faults[0].target = &W.info;
+	return sc;
+}
+
+static bool obs_find(const struct fl_observation *o, const char *key, double *v)
+{
+	for (int i = 0; i < o->n; i++)
+		if (!strcmp(o->kv[i].key, key) && o->kv[i].is_num) {
+			*v = o->kv[i].num;
+			return true;
+		}
+	return false;
+}
+
+static double obs_or_nan(const struct fl_observation *o, const char *key)
+{
+	double v;
+
+	return obs_find(o, key, &v) ? v : NAN;
+}
+
+/* revert, release, mark: the engine's order; errors are reported, not fatal */
+static void undo(struct fl_fault *f)
+{
+	struct fl_err e = {0};
+
+	if (f->inj->revert(f, &e)) {
+		fprintf(stderr, "bench_net: revert %s: %s\n", f->name, e.msg);
+		W.failures++;
+	}
+	if (f->inj->release)
+		f->inj->release(f);
+	fl_journal_mark_fault_reverted(W.j, f->name);
+}
+
+/* ---- what is in force, looked at from outside (untimed) ------------------------------------- */
+
+enum where { ST_IPT, ST_TC, ST_CG };
+
+/* Objects of this run in namespace A: iptables rules, our htb root, or programs on our cgroup. */
+static long in_force(enum where k)
+{
+	struct fl_err e = {0};
+
+	switch (k) {
+	case ST_IPT:
+		return sh_num("nsenter --net=/run/netns/%s sh -c '(iptables-nft-save; iptables-legacy-save) "
+			      "2>/dev/null' | grep -c -- '%s'", W.ns_a, W.run_id);
+	case ST_TC:
+		return sh_num("tc -n %s qdisc show dev %s | grep -c 'htb fa17:'", W.ns_a, W.veth_a);
+	case ST_CG:
+		return W.cg[0] ? fl_cg_count_attached(W.cg, 0, &e) : -1;
+	}
+	return -1;
+}
+
+/* ---- part 1: apply and revert latency -------------------------------------------------------- */
+
+enum probe { PR_NFQ, PR_NETEM, PR_TBF, PR_CG, PR_PART };
+
+static int probe_of(enum probe p, struct fl_err *e)
+{
+	switch (p) {
+	case PR_NFQ:
+		return fl_net_backend_nfqueue.probe(e);
+	case PR_NETEM:
+		return fl_net_backend_netem.probe(e);
+	case PR_TBF:
+		return fl_net_backend_tbf.probe(e);
+	case PR_CG:
+		return fl_net_backend_cgroup.probe(e);
+	case PR_PART:
+		return fl_inj_network_partition.probe(e);
+	}
+	return -EINVAL;
+}
+
+struct lat_case {
+	const char *label;
+	const char *yaml;
+	enum probe probe;
+	enum where where;
+	bool cgroup;
+};
+
+static const struct lat_case lat_cases[] = {
+	{"network.delay, nfqueue, icmp to B",
+	 "  - {name: lat-nfq, type: network.delay, duration: 60s, delay: 10ms, backend: nfqueue, "
+	 "match: {dst_ip: " ADDR_B ", protocol: icmp}}\n", PR_NFQ, ST_IPT, false},
+	{"network.delay, nfqueue, tcp to B:" P_TCP " (+ handshake baseline)",
+	 "  - {name: lat-nfq-tcp, type: network.delay, duration: 60s, delay: 10ms, backend: nfqueue, "
+	 "match: {dst_ip: " ADDR_B ", dst_port: " P_TCP ", protocol: tcp}}\n", PR_NFQ, ST_IPT, false},
+	{"network.delay, netem, icmp to B",
+	 "  - {name: lat-netem, type: network.delay, duration: 60s, delay: 10ms, backend: netem, "
+	 "match: {dst_ip: " ADDR_B ", protocol: icmp}}\n", PR_NETEM, ST_TC, false},
+	{"network.delay, netem, tcp to B:" P_TCP " (+ handshake baseline)",
+	 "  - {name: lat-netem-tcp, type: network.delay, duration: 60s, delay: 10ms, backend: netem, "
+	 "match: {dst_ip: " ADDR_B ", dst_port: " P_TCP ", protocol: tcp}}\n", PR_NETEM, ST_TC, false},
+	{"network.bandwidth, tbf, tcp to B:" P_TCP,
+	 "  - {name: lat-tbf, type: network.bandwidth, duration: 60s, rate: 10Mbit/s, "
+	 "match: {dst_ip: " ADDR_B ", dst_port: " P_TCP ", protocol: tcp}}\n", PR_TBF, ST_TC, false},
+	{"network.loss, cgroup, ingress from B",
+	 "  - {name: lat-loss, type: network.loss, duration: 60s, percent: 10%, backend: cgroup, "
+	 "match: {direction: ingress, src_ip: " ADDR_B "}}\n", PR_CG, ST_CG, true},
+	{"network.partition, refuse, tcp to B:" P_PART,
+	 "  - {name: lat-part, type: network.partition, duration: 60s, "
+	 "match: {dst_ip: " ADDR_B ", dst_port: " P_PART ", protocol: tcp}}\n", PR_PART, ST_CG, true},
+};
+#define NCASES ((int)(sizeof(lat_cases) / sizeof(lat_cases[0])))
+
+struct lat_res {
+	bool ran;
+	char why[1200];
+	int n;
+	double check[MAXN], apply[MAXN], revert[MAXN], mark[MAXN];
+	double first_apply, first_revert;
+	int recs;            /* journal records one apply writes */
+	int forced, gone;    /* cycles where the objects were there after apply / gone after revert */
+};
+
+static void lat_run(const struct lat_case *c, struct lat_res *r)
+{
+	struct fl_err e = {0};
+	struct fl_scenario *sc;
+	struct fl_fault *f;
+
+	memset(r, 0, sizeof(*r));
+	if (c->cgroup && !W.cg[0]) {
+		snprintf(r->why, sizeof(r->why), "no cgroup v2 dir of our own: %s", W.cg_why);
+		return;
+	}
+	if (probe_of(c->probe, &e)) {
+		snprintf(r->why, sizeof(r->why), "%s", e.msg);
+		return;
+	}
+	sc = scenario_with(c->yaml);
+	if (!sc) {
+		snprintf(r->why, sizeof(r->why), "scenario text rejected (a bench bug)");
+		W.failures++;
+		return;
+	}
+	f = &sc->faults[0];
+	r->ran = true;
+	for (int i = 0; i <= W.o.cycles; i++) {
+		int64_t t0;
+		int before = fl_journal_pending(W.j), rc;
+		double ch, ap, rv, mk;
+		long k;
+
+		fl_err_clear(&e);
+		t0 = now_ns();
+		rc = f->inj->check(f, &e);
+		ch = ms_since(t0);
+		if (rc) {
+			snprintf(r->why, sizeof(r->why), "check: %s", e.msg);
+			r->ran = false;
+			W.failures++;
+			break;
+		}
+		t0 = now_ns();
+		rc = f->inj->apply(f, W.j, &e);
+		ap = ms_since(t0);
+		if (rc) {
+			snprintf(r->why, sizeof(r->why), "apply: %s %s", e.msg, e.hint);
+			r->ran = false;
+			W.failures++;
+			undo(f);
+			break;
+		}
+		r->recs = fl_journal_pending(W.j) - before;
+		k = in_force(c->where);
+		r->forced += k > 0;
+		fl_err_clear(&e);
+		t0 = now_ns();
+		rc = f->inj->revert(f, &e);
+		rv = ms_since(t0);
+		if (rc) {
+			fprintf(stderr, "bench_net: revert %s: %s\n", f->name, e.msg);
+			W.failures++;
+		}
+		if (f->inj->release)
+			f->inj->release(f);
+		t0 = now_ns();
+		fl_journal_mark_fault_reverted(W.j, f->name);
+		mk = ms_since(t0);
+		r->gone += in_force(c->where) == 0;
+		if (i == 0) {
+			r->first_apply = ap;
+			r->first_revert = rv;
+			continue;
+		}
+		r->check[r->n] = ch;
+		r->apply[r->n] = ap;
+		r->revert[r->n] = rv;
+		r->mark[r->n] = mk;
+		r->n++;
+	}
+	fl_scenario_free(sc);
+}
+
+/* fork+exec argv with no output; its wall time in ms, or -1 when it failed. */
+static double run_timed(char *const argv[])
+{
+	int64_t t0 = now_ns();
+	int st;
+	pid_t p = fork();
+
+	if (p == 0) {
+		int dn = open("/dev/null", O_RDWR);
+
+		dup2(dn, 1);
+		dup2(dn, 2);
+		execvp(argv[0], argv);
+		_exit(127);
+	}
+	if (p < 0)
+		return -1;
+	while (waitpid(p, &st, 0) < 0 && errno == EINTR)
+		;
+	return WIFEXITED(st) && WEXITSTATUS(st) == 0 ? ms_since(t0) : -1;
+}
+
+struct peer_res {
+	bool ran;
+	char why[160];
+	int n, failed;
+	double add[MAXN], del[MAXN];
+};
+
+/* N add/del cycles of one CLI command pair (the cost a tool that shells out pays). */
+static void peer_run(char *const add[], char *const del[], struct peer_res *r)
+{
+	r->ran = true;
+	for (int i = 0; i <= W.o.cycles; i++) {
+		double a = run_timed(add), d = run_timed(del);
+
+		if (a < 0 || d < 0) {
+			r->failed++;
+			if (d < 0)
+				run_timed(del);
+			continue;
+		}
+		if (i == 0)
+			continue; /* warm-up, like the injectors' */
+		r->add[r->n] = a;
+		r->del[r->n] = d;
+		r->n++;
+	}
+}
+
+static void bench_latency(void)
+{
+	static struct lat_res res[NCASES];
+	struct peer_res peer[3] = {0};
+	struct table t = {.ncols = 11,
+			  .head = {"fault, backend, match", "check", "apply p50", "apply p90", "1st apply", "journal recs",
+				   "apply - fsyncs", "revert p50", "revert p90", "mark reverted", "in force / gone"}};
+	struct table tj = {.ncols = 4, .head = {"journal operation", "p50", "p90", "n"}};
+	struct table tp = {.ncols = 7, .head = {"CLI peer (fork+exec)", "add p50", "add p90", "del p50", "del p90",
+						 "n", "faultline apply p50 / CLI add p50"}};
+	struct fl_injector bare_inj = {.type = "bench.append"};
+	struct fl_fault bare = {.name = "bare-append", .inj = &bare_inj};
+	double app[MAXN], mark[MAXN];
+	struct fl_err e = {0};
+	int row = 0;
+
+	say("\n## apply and revert latency (ms; %d cycles after one warm-up, each: check, apply, revert, "
+	    "release, mark reverted)\n\n", W.o.cycles);
+	/* the journal alone: what every apply pays per record before it touches the kernel */
+	for (int i = 0; i < W.o.cycles; i++) {
+		int64_t t0 = now_ns();
+
+		if (fl_journal_append(W.j, &bare, "backend=none bench=%d", i) < 0)
+			W.failures++;
+		app[i] = ms_since(t0);
+		t0 = now_ns();
+		fl_journal_mark_fault_reverted(W.j, bare.name);
+		mark[i] = ms_since(t0);
+	}
+	table_set(&tj, 0, 0, "fl_journal_append (one record + fdatasync)");
+	table_set(&tj, 0, 1, "%.3f", median(app, W.o.cycles));
+	table_set(&tj, 0, 2, "%.3f", pct(app, W.o.cycles, 90));
+	table_set(&tj, 0, 3, "%d", W.o.cycles);
+	table_set(&tj, 1, 0, "fl_journal_mark_fault_reverted (one record)");
+	table_set(&tj, 1, 1, "%.3f", median(mark, W.o.cycles));
+	table_set(&tj, 1, 2, "%.3f", pct(mark, W.o.cycles, 90));
+	table_set(&tj, 1, 3, "%d", W.o.cycles);
+	say("journal in %s (%s)\n\n", W.jdir, W.o.jparent);
+	emit(&tj);
+
+	for (int i = 0; i < NCASES; i++) {
+		const struct lat_case *c = &lat_cases[i];
+		struct lat_res *r = &res[i];
+
+		printf("  ... %s\n", c->label);
+		fflush(stdout);
+		lat_run(c, r);
+		table_set(&t, row, 0, "%s", c->label);
+		if (!r->ran || !r->n) {
+			table_set(&t, row, 1, "skipped");
+			for (int k = 2; k < t.ncols; k++)
+				table_set(&t, row, k, "-");
+			row++;
+			continue;
+		}
+		table_set(&t, row, 1, "%.2f", median(r->check, r->n));
+		table_set(&t, row, 2, "%.2f", median(r->apply, r->n));
+		table_set(&t, row, 3, "%.2f", pct(r->apply, r->n, 90));
+		table_set(&t, row, 4, "%.2f", r->first_apply);
+		table_set(&t, row, 5, "%d", r->recs);
+		table_set(&t, row, 6, "%.2f", median(r->apply, r->n) - r->recs * median(app, W.o.cycles));
+		table_set(&t, row, 7, "%.2f", median(r->revert, r->n));
+		table_set(&t, row, 8, "%.2f", pct(r->revert, r->n, 90));
+		table_set(&t, row, 9, "%.2f", median(r->mark, r->n));
+		table_set(&t, row, 10, "%d/%d / %d/%d", r->forced, r->n + 1, r->gone, r->n + 1);
+		row++;
+	}
+	emit(&t);
+	for (int i = 0; i < NCASES; i++)
+		if (!res[i].ran)
+			say("- %s: skipped: %s\n", lat_cases[i].label, res[i].why);
+	say("\n\"apply - fsyncs\" = apply p50 minus (journal records x fl_journal_append p50): the kernel and "
+	    "process work. \"in force / gone\": cycles in which `iptables-save`, `tc qdisc show` or "
+	    "BPF_PROG_QUERY saw the objects after apply and none after revert.\n\n");
+
+	/* peers: the same kernel objects made by the CLIs, as a tool that shells out makes them */
+	{
+		char nsarg[96];
+		char *tbf_add[] = {"tc", "-n", W.ns_a, "qdisc", "add", "dev", W.veth_a, "root", "tbf", "rate", "10mbit",
+				   "burst", "16k", "latency", "50ms", NULL};
+		char *netem_add[] = {"tc", "-n", W.ns_a, "qdisc", "add", "dev", W.veth_a, "root", "netem", "delay",
+				     "10ms", NULL};
+		char *tc_del[] = {"tc", "-n", W.ns_a, "qdisc", "del", "dev", W.veth_a, "root", NULL};
+		char *ipt_add[] = {"nsenter", nsarg, "iptables", "-t", "mangle", "-A", "OUTPUT", "-o", W.veth_a, "-p",
+				   "icmp", "-d", ADDR_B, "-j", "NFQUEUE", "--queue-num", "4242", "--queue-bypass", NULL};
+		char *ipt_del[] = {"nsenter", nsarg, "iptables", "-t", "mangle", "-D", "OUTPUT", "-o", W.veth_a, "-p",
+				   "icmp", "-d", ADDR_B, "-j", "NFQUEUE", "--queue-num", "4242", "--queue-bypass", NULL};
+		const char *labels[3] = {"iptables -A/-D ... -j NFQUEUE (rule only, no delayer)",
+					 "tc qdisc add/del root netem delay 10ms", "tc qdisc add/del root tbf rate 10mbit"};
+		/* the faultline row each peer is held against */
+		const int vs[3] = {0, 2, 4};
+
+		snprintf(nsarg, sizeof(nsarg), "--net=/run/netns/%s", W.ns_a);
+		if (res[0].ran)
+			peer_run(ipt_add, ipt_del, &peer[0]);
+		else
+			snprintf(peer[0].why, sizeof(peer[0].why), "the nfqueue row did not run");
+		fl_err_clear(&e);
+		if (!fl_net_backend_netem.probe(&e))
+			peer_run(netem_add, tc_del, &peer[1]);
+		else
+			snprintf(peer[1].why, sizeof(peer[1].why), "no netem here");
+		peer_run(tbf_add, tc_del, &peer[2]);
+		row = 0;
+		for (int i = 0; i < 3; i++) {
+			struct peer_res *p = &peer[i];
+			const struct lat_res *r = &res[vs[i]];
+
+			if (!p->ran)
+				continue;
+			table_set(&tp, row, 0, "%s", labels[i]);
+			table_set(&tp, row, 1, "%.2f", median(p->add, p->n));
+			table_set(&tp, row, 2, "%.2f", pct(p->add, p->n, 90));
+			table_set(&tp, row, 3, "%.2f", median(p->del, p->n));
+			table_set(&tp, row, 4, "%.2f", pct(p->del, p->n, 90));
+			table_set(&tp, row, 5, "%d%s", p->n, p->failed ? " (failures!)" : "");
+			if (r->ran && r->n && p->n)
+				table_set(&tp, row, 6, "%.2f", median(r->apply, r->n) / median(p->add, p->n));
+			else
+				table_set(&tp, row, 6, "-");
+			if (p->failed)
+				W.failures++;
+			row++;
+		}
+		if (row)
+			emit(&tp);
+		for (int i = 0; i < 3; i++)
+			if (!peer[i].ran)
+				say("- peer \"%s\": skipped: %s\n", labels[i], peer[i].why);
+	}
+	{
+		bool over = false;
+
+		for (int i = 0; i < NCASES; i++)
+			if (res[i].ran && res[i].n && (pct(res[i].apply, res[i].n, 90) >= 5 || pct(res[i].revert, res[i].n, 90) >= 5)) {
+				say("- over the 5 ms goal (p90): %s: apply %.2f, revert %.2f ms\n", lat_cases[i].label,
+				    pct(res[i].apply, res[i].n, 90), pct(res[i].revert, res[i].n, 90));
+				over = true;
+			}
+		if (!over)
+			say("- every row that ran is under the 5 ms goal at p90\n");
+	}
+}
+
+/* ---- part 2: added-delay accuracy ----------------------------------------------------------- */
+
+/* ping from A to B: every reply's RTT in ms. */
+static int ping_rtts(int count, double *out)
+{
+	char cmd[256], line[512];
+	FILE *p;
+	int n = 0;
+
+	snprintf(cmd, sizeof(cmd), "ip netns exec %s ping -n -c %d -i 0.2 -W 5 " ADDR_B " 2>&1", W.ns_a, count);
+	p = popen(cmd, "r");
+	if (!p)
+		return 0;
+	while (fgets(line, sizeof(line), p)) {
+		const char *t = strstr(line, "time=");
+
+		if (t && n < MAXS)
+			out[n++] = strtod(t + 5, NULL);
+	}
+	pclose(p);
+	return n;
+}
+
+/* n blocking connect()s from A to B:P_TCP, each timed; after each, f (if any) is observed. */
+static int connect_rtts(int count, double *out, struct fl_fault *f)
+{
+	struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(P_TCP))};
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct timeval tv = {.tv_sec = 5};
+	int n = 0;
+
+	inet_pton(AF_INET, ADDR_B, &b.sin_addr);
+	for (int i = 0; i < count && n < MAXS; i++) {
+		struct fl_err e = {0};
+		int saved, fd;
+		int64_t t0;
+
+		if (fl_netns_enter(&W.a, &saved, &e))
+			return n;
+		fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		fl_netns_leave(saved);
+		if (fd < 0)
+			return n;
+		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		t0 = now_ns();
+		if (connect(fd, (struct sockaddr *)&b, sizeof(b)) == 0)
+			out[n++] = ms_since(t0);
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		close(fd);
+		if (f) {
+			struct fl_observation o = {0};
+
+			f->inj->observe(f, &o);
+		}
+	}
+	return n;
+}
+
+struct acc_row {
+	int delay_ms;
+	bool ok;
+	char why[1200];
+	int nb, nf;
+	double base, with, lo, hi, added;
+	double fl;           /* faultline's own number */
+	double fl2;          /* TCP: hold_ms_mean (nfqueue) or delay in force (netem) */
+};
+
+static bool acc_apply(struct fl_fault *f, struct acc_row *r)
+{
+	struct fl_err e = {0};
+
+	if (f->inj->check(f, &e) || f->inj->apply(f, W.j, &e)) {
+		snprintf(r->why, sizeof(r->why), "%s %s", e.msg, e.hint);
+		undo(f);
+		W.failures++;
+		return false;
+	}
+	return true;
+}
+
+static void acc_icmp(const char *backend, int delay_ms, int count, struct acc_row *r)
+{
+	double b[MAXS], d[MAXS];
+	char yaml[512];
+	struct fl_scenario *sc;
+	struct fl_fault *f;
+	struct fl_observation o = {0};
+
+	memset(r, 0, sizeof(*r));
+	r->delay_ms = delay_ms;
+	r->nb = ping_rtts(count, b);
+	snprintf(yaml, sizeof(yaml),
+		 "  - {name: acc-icmp-%d, type: network.delay, duration: 60s, delay: %dms, backend: %s, "
+		 "match: {dst_ip: " ADDR_B ", protocol: icmp}}\n", delay_ms, delay_ms, backend);
+	sc = scenario_with(yaml);
+	if (!sc)
+		return;
+	f = &sc->faults[0];
+	if (acc_apply(f, r)) {
+		r->nf = ping_rtts(count, d);
+		f->inj->observe(f, &o);
+		undo(f);
+		r->ok = r->nb > 0 && r->nf > 0;
+		r->base = median(b, r->nb);
+		r->with = median(d, r->nf);
+		r->lo = pct(d, r->nf, 0);
+		r->hi = pct(d, r->nf, 100);
+		r->added = r->with - r->base;
+		/* nfqueue: how long the delayer really held them; netem: what the kernel has in force */
+		r->fl = obs_or_nan(&o, "hold_ms_mean");
+		if (isnan(r->fl))
+			r->fl = obs_or_nan(&o, "delay_in_force_ms");
+		if (r->nf < count)
+			snprintf(r->why, sizeof(r->why), "%d of %d pings answered", r->nf, count);
+	}
+	fl_scenario_free(sc);
+}
+
+static void acc_tcp(const char *backend, int delay_ms, int count, struct acc_row *r)
+{
+	double b[MAXS], d[MAXS];
+	char yaml[512];
+	struct fl_scenario *sc;
+	struct fl_fault *f;
+	struct fl_observation o = {0};
+
+	memset(r, 0, sizeof(*r));
+	r->delay_ms = delay_ms;
+	r->nb = connect_rtts(count, b, NULL);
+	snprintf(yaml, sizeof(yaml),
+		 "  - {name: acc-tcp-%d, type: network.delay, duration: 60s, delay: %dms, backend: %s, "
+		 "match: {dst_ip: " ADDR_B ", dst_port: " P_TCP ", protocol: tcp}}\n", delay_ms, delay_ms, backend);
+	sc = scenario_with(yaml);
+	if (!sc)
+		return;
+	f = &sc->faults[0];
+	if (acc_apply(f, r)) {
+		f->inj->observe(f, &o); /* starts faultline's first handshake probe */
+		r->nf = connect_rtts(count, d, f);
+		usleep((useconds_t)(delay_ms + 50) * 1000);
+		memset(&o, 0, sizeof(o));
+		f->inj->observe(f, &o); /* collects the last one */
+		undo(f);
+		r->ok = r->nb > 0 && r->nf > 0;
+		r->base = median(b, r->nb);
+		r->with = median(d, r->nf);
+		r->lo = pct(d, r->nf, 0);
+		r->hi = pct(d, r->nf, 100);
+		r->added = r->with - r->base;
+		r->fl = obs_or_nan(&o, "added_rtt_ms");
+		r->fl2 = obs_or_nan(&o, "hold_ms_mean");
+		if (isnan(r->fl2))
+			r->fl2 = obs_or_nan(&o, "delay_in_force_ms");
+		if (isnan(r->fl))
+			snprintf(r->why, sizeof(r->why), "no added_rtt_ms in the observation");
+	}
+	fl_scenario_free(sc);
+}
+
+static void acc_backend(const char *backend)
+{
+	static const int delays[] = {1, 10, 100, 1000};
+	struct table ti = {.ncols = 9,
+			   .head = {"configured", "pings", "ping RTT, no fault (p50)", "ping RTT with fault: p50 (min-max)",
+				    "ping added (p50)", "error", "error %", "", "faultline / ping"}};
+	struct table tt = {.ncols = 9,
+			   .head = {"configured", "connects", "connect(), no fault (p50)", "connect() with fault: p50 (min-max)",
+				    "connect() added (p50)", "error", "faultline added_rtt_ms", "", "faultline / connect()"}};
+	bool nfq = !strcmp(backend, "nfqueue");
+	struct fl_err e = {0};
+
+	ti.head[7] = nfq ? "faultline hold_ms_mean" : "faultline delay_in_force_ms";
+	tt.head[7] = nfq ? "hold_ms_mean" : "delay_in_force_ms";
+	if (probe_of(nfq ? PR_NFQ : PR_NETEM, &e)) {
+		say("\n## added-delay accuracy, backend %s: skipped: %s\n", backend, e.msg);
+		return;
+	}
+	say("\n## added-delay accuracy, backend %s (match dst_ip %s, protocol icmp: only the echo request "
+	    "is delayed; ms)\n\n", backend, ADDR_B);
+	for (int i = 0; i < 4; i++) {
+		struct acc_row r;
+		int k = delays[i] >= 1000 ? W.o.pings_long : W.o.pings;
+
+		printf("  ... icmp %d ms\n", delays[i]);
+		fflush(stdout);
+		acc_icmp(backend, delays[i], k, &r);
+		table_set(&ti, i, 0, "%d", delays[i]);
+		table_set(&ti, i, 1, "%d/%d", r.nf, k);
+		if (!r.ok) {
+			for (int c = 2; c < ti.ncols; c++)
+				table_set(&ti, i, c, "-");
+			say("- %d ms: %s\n", delays[i], r.why);
+			continue;
+		}
+		table_set(&ti, i, 2, "%.3f", r.base);
+		table_set(&ti, i, 3, "%.3f (%.3f-%.3f)", r.with, r.lo, r.hi);
+		table_set(&ti, i, 4, "%.3f", r.added);
+		table_set(&ti, i, 5, "%+.3f", r.added - delays[i]);
+		table_set(&ti, i, 6, "%+.1f%%", 100 * (r.added - delays[i]) / delays[i]);
+		table_set(&ti, i, 7, "%.3f", r.fl);
+		table_set(&ti, i, 8, "%.3f", r.fl / r.added);
+	}
+	emit(&ti);
+	say("TCP: match dst_port %s, protocol tcp, a listener in B; connect() timed in the bench, "
+	    "added_rtt_ms from faultline's own handshake probe (observe), ms\n\n", P_TCP);
+	for (int i = 0; i < 4; i++) {
+		struct acc_row r;
+		int k = delays[i] >= 1000 ? W.o.connects_long : W.o.connects;
+
+		printf("  ... tcp %d ms\n", delays[i]);
+		fflush(stdout);
+		acc_tcp(backend, delays[i], k, &r);
+		table_set(&tt, i, 0, "%d", delays[i]);
+		table_set(&tt, i, 1, "%d/%d", r.nf, k);
+		if (!r.ok) {
+			for (int c = 2; c < tt.ncols; c++)
+				table_set(&tt, i, c, "-");
+			say("- tcp %d ms: %s\n", delays[i], r.why);
+			continue;
+		}
+		table_set(&tt, i, 2, "%.3f", r.base);
+		table_set(&tt, i, 3, "%.3f (%.3f-%.3f)", r.with, r.lo, r.hi);
+		table_set(&tt, i, 4, "%.3f", r.added);
+		table_set(&tt, i, 5, "%+.3f", r.added - delays[i]);
+		table_set(&tt, i, 6, "%.3f", r.fl);
+		table_set(&tt, i, 7, "%.3f", r.fl2);
+		table_set(&tt, i, 8, "%.3f", r.fl / r.added);
+		if (r.why[0])
+			say("- tcp %d ms: %s\n", delays[i], r.why);
+	}
+	emit(&tt);
+}
+
+static void bench_accuracy(void)
+{
+	char list[64], *save = NULL;
+	struct fl_err e = {0};
+
+	snprintf(list, sizeof(list), "%s", W.o.acc);
+	for (char *b = strtok_r(list, ",", &save); b; b = strtok_r(NULL, ",", &save)) {
+		if (!strcmp(b, "auto"))
+			b = fl_net_backend_netem.probe(&e) ? "nfqueue" : "netem";
+		if (strcmp(b, "nfqueue") && strcmp(b, "netem")) {
+			fprintf(stderr, "bench_net: -a: unknown backend %s\n", b);
+			W.failures++;
+			continue;
+		}
+		acc_backend(b);
+	}
+}
+
+/* ---- the worker: runs every measurement; the parent cleans up after it whatever happens ---- */
+
+static void __attribute__((noreturn)) listener_main(void)
+{
+	struct sockaddr_in s = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(P_TCP))};
+	struct fl_netns b;
+	struct fl_err e = {0};
+	int fd, one = 1, saved;
+
+	prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (fl_netns_open(W.ns_b, &b, &e) || fl_netns_enter(&b, &saved, &e))
+		_exit(2);
+	inet_pton(AF_INET, ADDR_B, &s.sin_addr);
+	fd = socket(AF_INET, SOCK_STREAM, 0);
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&s, sizeof(s)) < 0 || listen(fd, 256) < 0)
+		_exit(3);
+	for (;;) {
+		int c = accept(fd, NULL, NULL);
+
+		if (c >= 0)
+			close(c);
+	}
+}
+
+static bool listener_up(void)
+{
+	double v[1];
+
+	for (int i = 0; i < 200; i++) {
+		if (connect_rtts(1, v, NULL) == 1)
+			return true;
+		usleep(10000);
+	}
+	return false;
+}
+
+static int worker_main(void)
+{
+	struct fl_err e = {0};
+	struct utsname u;
+	long left_ipt, left_tc, left_cg;
+	int rc = FL_EXIT_PASS;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	if (fl_journal_open(W.jdir, W.run_id, "bench_net", &W.j, &e)) {
+		fprintf(stderr, "bench_net: journal: %s\n", e.msg);
+		return FL_EXIT_FAIL;
+	}
+	if (fl_netns_open(W.ns_a, &W.a, &e)) {
+		fprintf(stderr, "bench_net: %s\n", e.msg);
+		return FL_EXIT_FAIL;
+	}
+	W.listener = fork();
+	if (W.listener == 0)
+		listener_main();
+	if (W.listener < 0 || !listener_up()) {
+		fprintf(stderr, "bench_net: the listener in %s did not come up\n", W.ns_b);
+		return FL_EXIT_FAIL;
+	}
+	if (W.o.md) {
+		W.md = fopen(W.o.md, "w");
+		if (!W.md)
+			fprintf(stderr, "bench_net: %s: %s\n", W.o.md, strerror(errno));
+	}
+	uname(&u);
+	say("bench_net: Linux %s, %ld CPUs; namespaces %s/%s (veth %s/%s, %s/%s), run %s, cgroup %s\n",
+	    u.release, sysconf(_SC_NPROCESSORS_ONLN), W.ns_a, W.ns_b, W.veth_a, W.veth_b, ADDR_A, ADDR_B, W.run_id,
+	    W.cg[0] ? W.cg : "(none)");
+	if (W.o.latency)
+		bench_latency();
+	if (W.o.accuracy)
+		bench_accuracy();
+	/* the injectors' own reverts must have left nothing in A, before the namespace goes */
+	left_ipt = in_force(ST_IPT);
+	left_tc = in_force(ST_TC);
+	left_cg = W.cg[0] ? in_force(ST_CG) : 0;
+	printf("\nafter every revert, in %s: %ld iptables rules of this run, %ld htb roots of ours, %ld programs on "
+	       "the cgroup; %d journal records pending\n", W.ns_a, left_ipt, left_tc, left_cg, fl_journal_pending(W.j));
+	if (left_ipt || left_tc || left_cg || fl_journal_pending(W.j))
+		W.failures++;
+	if (W.md)
+		fclose(W.md);
+	kill(W.listener, SIGKILL);
+	waitpid(W.listener, NULL, 0);
+	fl_netns_close(&W.a);
+	fl_journal_close(W.j, false); /* the parent reads it back, then removes it */
+	if (W.failures) {
+		fprintf(stderr, "bench_net: %d measurement(s) failed\n", W.failures);
+		rc = FL_EXIT_FAIL;
+	}
+	return rc;
+}
+
+/* ---- the parent: setup, the worker, cleanup on every path, verification --------------------- */
+
+static void on_signal(int sig)
+{
+	g_signal = sig;
+	if (g_worker > 0)
+		kill(-g_worker, SIGKILL);
+}
+
+/* A cgroup v2 directory of our own under the v2 mount (/sys/fs/cgroup/unified here, /sys/fs/cgroup in the VM). */
+static void cgroup_make(void)
+{
+	static const char *const roots[] = {"/sys/fs/cgroup/unified", "/sys/fs/cgroup"};
+	struct statfs sf;
+
+	for (int i = 0; i < 2; i++) {
+		if (statfs(roots[i], &sf) || sf.f_type != CGROUP2_SUPER_MAGIC)
+			continue;
+		snprintf(W.cg, sizeof(W.cg), "%s/fl-bn-%d", roots[i], (int)W.pid);
+		if (mkdir(W.cg, 0755) == 0) {
+			W.made_cg = true;
+			snprintf(W.info.cgroup_v2, sizeof(W.info.cgroup_v2), "%s", W.cg);
+			return;
+		}
+		snprintf(W.cg_why, sizeof(W.cg_why), "mkdir %s: %s", W.cg, strerror(errno));
+		W.cg[0] = '\0';
+		return;
+	}
+	snprintf(W.cg_why, sizeof(W.cg_why), "no cgroup2 mount at /sys/fs/cgroup/unified or /sys/fs/cgroup");
+}
+
+static int setup(void)
+{
+	snprintf(W.ns_a, sizeof(W.ns_a), "fl-bn-%d-a", (int)W.pid);
+	snprintf(W.ns_b, sizeof(W.ns_b), "fl-bn-%d-b", (int)W.pid);
+	snprintf(W.veth_a, sizeof(W.veth_a), "bn%da", (int)W.pid % 10000000);
+	snprintf(W.veth_b, sizeof(W.veth_b), "bn%db", (int)W.pid % 10000000);
+	snprintf(W.run_id, sizeof(W.run_id), "20261201T000000-%d-abcd", (int)W.pid);
+	snprintf(W.jdir, sizeof(W.jdir), "%s/fl-bn-XXXXXX", W.o.jparent);
+	if (!mkdtemp(W.jdir)) {
+		fprintf(stderr, "bench_net: mkdtemp %s: %s\n", W.jdir, strerror(errno));
+		W.jdir[0] = '\0';
+		return -1;
+	}
+	W.made_a = !sh("ip netns add %s", W.ns_a);
+	W.made_b = W.made_a && !sh("ip netns add %s", W.ns_b);
+	if (!W.made_b ||
+	    sh("ip link add %s netns %s type veth peer name %s netns %s", W.veth_a, W.ns_a, W.veth_b, W.ns_b) ||
+	    sh("ip -n %s addr add " ADDR_A "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", W.ns_a,
+	       W.veth_a, W.ns_a, W.veth_a, W.ns_a) ||
+	    sh("ip -n %s addr add " ADDR_B "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", W.ns_b,
+	       W.veth_b, W.ns_b, W.veth_b, W.ns_b)) {
+		fprintf(stderr, "bench_net: cannot set up the namespaces\n");
+		return -1;
+	}
+	snprintf(W.info.netns, sizeof(W.info.netns), "/run/netns/%s", W.ns_a);
+	cgroup_make();
+	return 0;
+}
+
+/* Processes whose process group is pgid (the worker's: listener, ping, sh). */
+static int group_members(pid_t pgid)
+{
+	DIR *d = opendir("/proc");
+	struct dirent *de;
+	int n = 0;
+
+	while (d && (de = readdir(d))) {
+		pid_t pid = (pid_t)atoi(de->d_name), pg;
+
+		if (pid > 0 && pid != pgid && !fl_proc_pgid(pid, &pg) && pg == pgid)
+			n++;
+	}
+	if (d)
+		closedir(d);
+	return n;
+}
+
+/* Undo the world; then check it is gone and say so. 0 when everything is back as it was. */
+static int cleanup_and_verify(pid_t worker)
+{
+	struct fl_journal_info info = {0};
+	struct fl_err e = {0};
+	char path[400];
+	struct stat sb;
+	int bad = 0, recs = 0, unreverted = 0, delayers = 0, delayers_alive = 0, members = 0;
+	bool have_journal = false;
+	long host_rules;
+	bool host_link;
+
+	if (worker > 0) {
+		/* stragglers of the worker's group, while its zombie keeps the group id ours */
+		kill(-worker, SIGKILL);
+		while (waitpid(worker, NULL, 0) < 0 && errno == EINTR)
+			;
+		members = group_members(worker);
+	}
+	if (W.jdir[0]) {
+		snprintf(path, sizeof(path), "%s/%s.journal", W.jdir, W.run_id);
+		if (!stat(path, &sb) && !fl_journal_read(path, &info, &e)) {
+			have_journal = true;
+			recs = info.nrecs;
+			for (int i = 0; i < info.nrecs; i++) {
+				int64_t pid;
+				uint64_t start;
+
+				unreverted += !info.recs[i].reverted;
+				if (!fl_rec_get_i64(&info.recs[i], "child", &pid) &&
+				    !fl_rec_get_u64(&info.recs[i], "start", &start)) {
+					delayers++;
+					/* the same process (pid + start time), not whoever has the pid now */
+					delayers_alive += fl_proc_same((pid_t)pid, start) > 0;
+				}
+			}
+			fl_journal_info_free(&info);
+		}
+	}
+	if (W.made_b)
+		sh("ip netns del %s 2>/dev/null", W.ns_b);
+	if (W.made_a)
+		sh("ip netns del %s 2>/dev/null", W.ns_a);
+	if (W.made_cg)
+		for (int i = 0; i < 100 && rmdir(W.cg) < 0 && errno == EBUSY; i++)
+			usleep(10000);
+	if (W.jdir[0])
+		sh("rm -rf '%s'", W.jdir);
+
+	/* verification: nothing of ours on the host */
+	host_rules = sh_num("(iptables-nft-save; iptables-legacy-save; ip6tables-nft-save; ip6tables-legacy-save) "
+			    "2>/dev/null | grep -c -- '%s'", W.run_id);
+	host_link = sh("ip link show dev %s >/dev/null 2>&1", W.veth_a) == 0;
+	printf("\ncleanup: ");
+	snprintf(path, sizeof(path), "/run/netns/%s", W.ns_a);
+	bad += !stat(path, &sb);
+	printf("netns %s %s, ", W.ns_a, stat(path, &sb) ? "deleted" : "STILL THERE");
+	snprintf(path, sizeof(path), "/run/netns/%s", W.ns_b);
+	bad += !stat(path, &sb);
+	printf("%s %s; ", W.ns_b, stat(path, &sb) ? "deleted" : "STILL THERE");
+	if (W.made_cg) {
+		bad += !stat(W.cg, &sb);
+		printf("cgroup %s %s; ", W.cg, stat(W.cg, &sb) ? "removed" : "STILL THERE");
+	}
+	bad += host_rules != 0;
+	printf("%ld iptables rules naming the run on the host; ", host_rules);
+	bad += host_link;
+	printf("veth %s %s; ", W.veth_a, host_link ? "STILL ON THE HOST" : "gone (and its qdiscs)");
+	if (have_journal) {
+		bad += unreverted != 0;
+		printf("journal: %d records, %d unreverted; ", recs, unreverted);
+	}
+	bad += delayers_alive + members;
+	printf("%d delayers started, %d alive; %d processes left in the worker's group; ", delayers, delayers_alive,
+	       members);
+	bad += W.jdir[0] && !stat(W.jdir, &sb);
+	printf("journal dir %s\n", W.jdir[0] && !stat(W.jdir, &sb) ? "STILL THERE" : "removed");
+	printf("cleanup %s\n", bad ? "INCOMPLETE" : "verified: the host is as it was");
+	return bad;
+}
+
+static void usage(const char *me)
+{
+	fprintf(stderr,
+		"usage: %s [-n CYCLES] [-k PINGS] [-c CONNECTS] [-a BACKENDS] [-s latency|accuracy|all] [-o FILE.md] "
+		"[-j DIR]\n"
+		"  -n  apply+revert cycles per fault, after one warm-up (default 20)\n"
+		"  -k  pings per delay up to 100 ms (default 20; 1000 ms gets a quarter, at least 3)\n"
+		"  -c  connect() timings per TCP delay up to 100 ms (default 10; 1000 ms: 3)\n"
+		"  -a  delay backends for the accuracy part, comma separated: auto, nfqueue, netem (default auto: "
+		"netem where the kernel has it, else nfqueue)\n"
+		"  -s  which part to run (default all)\n"
+		"  -o  also write the tables as markdown to FILE\n"
+		"  -j  parent dir of the journal's temporary dir (default /tmp)\n",
+		me);
+}
+
+int main(int argc, char **argv)
+{
+	struct sigaction sa = {.sa_handler = on_signal};
+	int opt, rc = FL_EXIT_FAIL, status = 0;
+	pid_t worker = -1;
+
+	W.o = (struct opts){.cycles = 20, .pings = 20, .connects = 10, .connects_long = 3, .latency = true,
+			    .accuracy = true, .jparent = "/tmp"};
+	snprintf(W.o.acc, sizeof(W.o.acc), "auto");
+	while ((opt = getopt(argc, argv, "n:k:c:a:s:o:j:h")) != -1) {
+		switch (opt) {
+		case 'n':
+			W.o.cycles = atoi(optarg);
+			break;
+		case 'k':
+			W.o.pings = atoi(optarg);
+			break;
+		case 'c':
+			W.o.connects = atoi(optarg);
+			break;
+		case 'a':
+			snprintf(W.o.acc, sizeof(W.o.acc), "%s", optarg);
+			break;
+		case 's':
+			W.o.latency = !strcmp(optarg, "latency") || !strcmp(optarg, "all");
+			W.o.accuracy = !strcmp(optarg, "accuracy") || !strcmp(optarg, "all");
+			if (!W.o.latency && !W.o.accuracy) {
+				usage(argv[0]);
+				return FL_EXIT_INVALID;
+			}
+			break;
+		case 'o':
+			W.o.md = optarg;
+			break;
+		case 'j':
+			W.o.jparent = optarg;
+			break;
+		default:
+			usage(argv[0]);
+			return FL_EXIT_INVALID;
+		}
+	}
+	if (optind != argc || W.o.cycles < 1 || W.o.cycles >= MAXN || W.o.pings < 3 || W.o.pings > MAXS ||
+	    W.o.connects < 1 || W.o.connects > MAXS) {
+		usage(argv[0]);
+		return FL_EXIT_INVALID;
+	}
+	W.o.pings_long = W.o.pings / 4 < 3 ? 3 : W.o.pings / 4;
+	if (geteuid() != 0) {
+		fprintf(stderr, "bench_net: needs root (network namespaces, tc, iptables, BPF, cgroups)\n");
+		return FL_EXIT_UNRUNNABLE;
+	}
+	W.pid = getpid();
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	sigaction(SIGHUP, &sa, NULL);
+	if (setup() == 0 && !g_signal) {
+		fflush(NULL);
+		worker = fork();
+		if (worker == 0) {
+			struct sigaction dfl = {.sa_handler = SIG_DFL};
+
+			sigaction(SIGINT, &dfl, NULL);
+			sigaction(SIGTERM, &dfl, NULL);
+			sigaction(SIGHUP, &dfl, NULL);
+			/* its own group, so the parent can stop it and every child it made at once */
+			setpgid(0, 0);
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			if (getppid() != W.pid)
+				_exit(FL_EXIT_FAIL);
+			_exit(worker_main());
+		}
+		if (worker > 0) {
+			setpgid(worker, worker);
+			g_worker = worker;
+			if (g_signal)
+				kill(-worker, SIGKILL);
+			/* WNOWAIT: the zombie keeps its pid (and group id) ours until the cleanup has looked */
+			{
+				siginfo_t si;
+
+				while (waitid(P_PID, (id_t)worker, &si, WEXITED | WNOWAIT) < 0 && errno == EINTR)
+					;
+				status = si.si_code == CLD_EXITED ? si.si_status : 128 + si.si_status;
+			}
+			rc = status;
+		}
+	}
+	if (cleanup_and_verify(worker) && rc == FL_EXIT_PASS)
+		rc = FL_EXIT_FAIL;
+	if (g_signal) {
+		fprintf(stderr, "bench_net: stopped by %s; cleaned up\n", strsignal(g_signal));
+		rc = FL_EXIT_ABORTED;
+	}
+	return rc;
+}
