@@ -88,6 +88,12 @@ int fl_netns_from_record(const struct fl_journal_rec *r, struct fl_netns *ns, st
 /* Each distinct namespace this host shows (ours, those under /run/netns, those of every /proc/PID): for sweeps. */
 int fl_netns_each(int (*cb)(const struct fl_netns *ns, void *arg), void *arg);
 
+struct nl_sock;
+/*
+ * A NETLINK_ROUTE socket created inside ns (it stays bound to ns), with the kernel's extended
+ * error messages on and no automatic ACK requests (ask for one per request that wants it).
+ */
+int fl_net_route_socket(const struct fl_netns *ns, struct nl_sock **out, struct fl_err *err);
 /* Interface index of `name` inside ns (0 with err when absent). Uses a netlink query: read-only. */
 int fl_net_ifindex(const struct fl_netns *ns, const char *name, int *ifindex, struct fl_err *err);
 /* The interface the route to `addr` leaves by, inside ns: the default for match.interface. */

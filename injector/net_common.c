@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/netlink.h>
 #include <linux/rtnetlink.h>
 #include <netlink/netlink.h>
 #include <netlink/msg.h>
@@ -30,6 +31,10 @@
 #include "procfs.h"
 
 #define OWNED_PREFIX "faultline-"
+
+#ifndef SOL_NETLINK
+#define SOL_NETLINK 270
+#endif
 
 /* ---- the match ------------------------------------------------------------------------------ */
 
@@ -368,11 +373,10 @@ int fl_netns_each(int (*cb)(const struct fl_netns *ns, void *arg), void *arg)
 	return rc;
 }
 
-/* A NETLINK_ROUTE socket created inside ns (it stays bound to ns after we return). */
-static int route_sock_in(const struct fl_netns *ns, struct nl_sock **out, struct fl_err *err)
+int fl_net_route_socket(const struct fl_netns *ns, struct nl_sock **out, struct fl_err *err)
 {
 	struct nl_sock *sk;
-	int saved, rc;
+	int saved, rc, one = 1;
 
 	*out = NULL;
 	rc = fl_netns_enter(ns, &saved, err);
@@ -385,8 +389,12 @@ static int route_sock_in(const struct fl_netns *ns, struct nl_sock **out, struct
 		nl_socket_free(sk);
 		return fl_err_set(err, -EIO, "netlink socket in %s: %s", ns->path, nl_geterror(rc));
 	}
-	/* queries only: an unasked-for ACK left behind would be read as the next query's answer */
+	/* the kernel's own words in errors ("Specified qdisc kind is unknown") */
+	setsockopt(nl_socket_get_fd(sk), SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
+	/* callers ask for an ACK when they want one: an unasked-for ACK left behind would be read
+	 * as the next query's answer */
 	nl_socket_disable_auto_ack(sk);
+	nl_socket_set_msg_buf_size(sk, 65536);
 	*out = sk;
 	return 0;
 }
@@ -398,7 +406,7 @@ int fl_net_ifindex(const struct fl_netns *ns, const char *name, int *ifindex, st
 	int rc;
 
 	*ifindex = 0;
-	rc = route_sock_in(ns, &sk, err);
+	rc = fl_net_route_socket(ns, &sk, err);
 	if (rc)
 		return rc;
 	rc = rtnl_link_get_kernel(sk, 0, name, &link);
@@ -455,7 +463,7 @@ int fl_net_route_iface(const struct fl_netns *ns, const struct fl_cidr *addr, ch
 	int rc;
 
 	inet_ntop(addr->family, addr->addr, a, sizeof(a));
-	rc = route_sock_in(ns, &sk, err);
+	rc = fl_net_route_socket(ns, &sk, err);
 	if (rc)
 		return rc;
 	msg = nlmsg_alloc_simple(RTM_GETROUTE, NLM_F_REQUEST);

@@ -31,9 +31,6 @@
 #include "net_tc.h"
 #include "net_tc.skel.h"
 
-#ifndef SOL_NETLINK
-#define SOL_NETLINK 270
-#endif
 
 /*
  * The tree faultline puts on an interface:
@@ -110,31 +107,6 @@ static int talk(struct nl_sock *sk, struct nl_msg *msg, const char *what, struct
 		fl_err_set(err, r.error, "%s: %s%s%s", what, strerror(-r.error), r.extack[0] ? ": " : "",
 			   r.extack);
 	return r.error;
-}
-
-/* A NETLINK_ROUTE socket inside ns, with the kernel's extended error messages on. */
-static int sock_in(const struct fl_netns *ns, struct nl_sock **out, struct fl_err *err)
-{
-	int saved, rc, one = 1;
-	struct nl_sock *sk;
-
-	*out = NULL;
-	rc = fl_netns_enter(ns, &saved, err);
-	if (rc)
-		return rc;
-	sk = nl_socket_alloc();
-	rc = sk ? nl_connect(sk, NETLINK_ROUTE) : -NLE_NOMEM;
-	fl_netns_leave(saved);
-	if (rc < 0) {
-		nl_socket_free(sk);
-		return fl_err_set(err, -EIO, "netlink socket in %s: %s", ns->path, nl_geterror(rc));
-	}
-	setsockopt(nl_socket_get_fd(sk), SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof(one));
-	/* talk() asks for its ACK itself; dumps and gets must not leave one behind for the next reader */
-	nl_socket_disable_auto_ack(sk);
-	nl_socket_set_msg_buf_size(sk, MSG_MAX);
-	*out = sk;
-	return 0;
 }
 
 /* Raw tc objects as the kernel dumps them: the unit of save, compare and replay. */
@@ -953,7 +925,7 @@ static int try_netem(void *arg, struct fl_err *err)
 	}
 	rc = fl_netns_open("/proc/self/ns/net", &self, err);
 	if (!rc)
-		rc = sock_in(&self, &sk, err);
+		rc = fl_net_route_socket(&self, &sk, err);
 	/* lo of the scratch netns: index 1 */
 	if (!rc)
 		rc = root_add(sk, 1, err);
@@ -1040,7 +1012,7 @@ static int tc_check_kind(const struct fl_net_req *r, bool tbf, struct fl_err *er
 
 	if (rc)
 		return rc;
-	rc = sock_in(&r->ns, &sk, err);
+	rc = fl_net_route_socket(&r->ns, &sk, err);
 	if (!rc)
 		rc = view_read(sk, r->ifindex, &v, err);
 	nl_socket_free(sk);
@@ -1155,7 +1127,7 @@ static int tc_apply(const struct fl_net_req *r, struct fl_journal *j, void **sta
 	snprintf(st->iface, sizeof(st->iface), "%s", r->iface);
 	rc = fl_netns_find(r->ns.path, r->ns.dev, r->ns.ino, &st->ns, err);
 	if (!rc)
-		rc = sock_in(&st->ns, &st->sk, err);
+		rc = fl_net_route_socket(&st->ns, &st->sk, err);
 	if (!rc)
 		rc = fl_net_owned_name(j, r->f, st->name, sizeof(st->name));
 	if (rc)
@@ -1388,7 +1360,7 @@ static int tc_revert_record(const struct fl_journal_rec *rec, struct fl_err *err
 	}
 	if (rc)
 		return rc;
-	rc = sock_in(&ns, &sk, err);
+	rc = fl_net_route_socket(&ns, &sk, err);
 	if (rc)
 		goto out;
 	/* the same interface, not one that took its index later */
@@ -1444,7 +1416,7 @@ static int sweep_ns(const struct fl_netns *ns, void *arg)
 	struct nl_sock *sk = NULL;
 	struct nl_cache *links = NULL;
 
-	if (sock_in(ns, &sk, NULL))
+	if (fl_net_route_socket(ns, &sk, NULL))
 		return 0;
 	if (rtnl_link_alloc_cache(sk, AF_UNSPEC, &links) == 0) {
 		for (struct nl_object *o = nl_cache_get_first(links); o; o = nl_cache_get_next(o))
