@@ -90,6 +90,12 @@ int fl_journal_open(const char *dir, const char *run_id, const char *scenario,
 	*out = NULL;
 	if (!word_ok(run_id) || strchr(run_id, '/'))
 		return fl_err_set(err, -EINVAL, "bad run id '%s'", run_id);
+	/* records name files in it (saved qdisc trees) as blank-free values */
+	if (!word_ok(dir)) {
+		fl_err_set(err, -EINVAL, "state dir '%s' holds a blank or '#'", dir);
+		fl_err_hint(err, "choose a --state-dir without blanks");
+		return -EINVAL;
+	}
 	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
 		return fl_err_set(err, -errno, "cannot create state dir %s: %s", dir, strerror(errno));
 	j = calloc(1, sizeof(*j));

@@ -1078,6 +1078,21 @@ static void parse_faults(struct ctx *c, struct fl_scenario *sc, const struct fl_
 		}
 		sc->nfaults++;
 	}
+	/* rules between faults that are in force at once (the injectors say which pairs clash) */
+	for (int i = 0; i < sc->nfaults; i++) {
+		for (int k = i + 1; k < sc->nfaults; k++) {
+			const struct fl_fault *a = &sc->faults[i], *b = &sc->faults[k];
+			struct fl_err e;
+
+			if (!a->inj->conflicts || a->inj->conflicts != b->inj->conflicts ||
+			    a->at_ns >= fault_end(b) || b->at_ns >= fault_end(a))
+				continue;
+			fl_err_clear(&e);
+			if (a->inj->conflicts(a, b, &e))
+				fl_diags_add(c->d, c->file, b->line, b->col, e.hint[0] ? e.hint : NULL,
+					     "faults.%s: %s", b->name, e.msg);
+		}
+	}
 }
 
 static void fill(struct ctx *c, struct fl_scenario *sc, struct fl_value *top, const struct fl_ynode *root)

@@ -132,6 +132,11 @@ struct fl_injector {
 	 */
 	int (*validate)(const struct fl_fault *f, const struct fl_value **blame, struct fl_err *err);
 	/*
+	 * Can a and b be in force at the same time? Asked at load time, with FILE:LINE:COL at b, for
+	 * every pair of faults whose injectors share this op and whose times overlap. NULL: no rule.
+	 */
+	int (*conflicts)(const struct fl_fault *a, const struct fl_fault *b, struct fl_err *err);
+	/*
 	 * Host-wide capability probe for `faultline list`: 0 or why not. No side effect. On 0 it
 	 * may leave a note in err->msg (a missing capability that limits, without preventing, use).
 	 */

@@ -186,26 +186,31 @@ int fl_net_probe_in_scratch_ns(int (*fn)(void *arg, struct fl_err *err), void *a
  * the event loop. The connection is reset (SO_LINGER 0) as soon as it is measured.
  */
 struct fl_rtt_probe {
+	bool active;               /* the match names one TCP endpoint: probing */
 	int fd;
 	int family;
 	unsigned char addr[16];
 	uint16_t port;
 	int64_t started_ns;
+	bool baseline_pending;     /* the connect under way left before the fault acted */
+	bool have_baseline;
+	double baseline_ms;
 	int samples;
 	double last_ms, min_ms, max_ms, sum_ms;
 	int failures;
 	int last_errno;
 };
 
-void fl_rtt_probe_init(struct fl_rtt_probe *p, int family, const void *addr, uint16_t port);
-/* Collect a finished probe (if any) and start the next one, inside ns. */
-void fl_rtt_probe_step(struct fl_rtt_probe *p, const struct fl_netns *ns);
 /*
- * One blocking measurement (for a baseline taken before the fault is applied), at most
- * timeout_ms: RTT in ms, or a negative errno.
+ * Start probing when the match names one TCP endpoint (dst_ip with a full prefix and dst_port,
+ * tcp or any, not cgroup-scoped): call it before the fault acts, so its first connection's SYN
+ * has left unaffected and gives the baseline. Never blocks.
  */
-double fl_rtt_probe_once(const struct fl_netns *ns, int family, const void *addr, uint16_t port,
-			 int timeout_ms);
+void fl_rtt_probe_start(struct fl_rtt_probe *p, const struct fl_netns *ns, const struct fl_net_match *m);
+/* Collect a finished probe (if any) and start the next one, inside ns. Never blocks. */
+void fl_rtt_probe_step(struct fl_rtt_probe *p, const struct fl_netns *ns);
+/* rtt_baseline_ms, rtt_ms (mean), added_rtt_ms and failures, into obs. */
+void fl_rtt_probe_report(const struct fl_rtt_probe *p, struct fl_observation *o);
 void fl_rtt_probe_close(struct fl_rtt_probe *p);
 
 /* ---- children an injector starts --------------------------------------------------------- */

@@ -196,6 +196,9 @@ int fl_netns_open(const char *spec, struct fl_netns *ns, struct fl_err *err)
 		snprintf(path, sizeof(path), "%s", spec);
 	else
 		snprintf(path, sizeof(path), "/run/netns/%s", spec);
+	/* journal records hold the path as one blank-free value */
+	if (strpbrk(path, " \t\n#"))
+		return fl_err_set(err, -EINVAL, "network namespace path '%s' holds a blank or '#'", path);
 	fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0) {
 		int rc = -errno;
@@ -589,15 +592,13 @@ int fl_net_probe_in_scratch_ns(int (*fn)(void *arg, struct fl_err *err), void *a
 
 	if (pipe2(p, O_CLOEXEC) < 0)
 		return fl_err_set(err, -errno, "pipe: %s", strerror(errno));
-	pid = fork();
+	pid = fl_spawn_child(&p[1], 1, err);
 	if (pid < 0) {
 		close(p[0]);
 		close(p[1]);
-		return fl_err_set(err, -errno, "fork: %s", strerror(errno));
+		return pid;
 	}
 	if (pid == 0) {
-		close(p[0]);
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		if (unshare(CLONE_NEWNET) < 0)
 			fl_err_set(&child, -errno, "unshare(CLONE_NEWNET): %s", strerror(errno));
 		else
@@ -607,9 +608,19 @@ int fl_net_probe_in_scratch_ns(int (*fn)(void *arg, struct fl_err *err), void *a
 		_exit(0);
 	}
 	close(p[1]);
-	do
-		n = read(p[0], &child, sizeof(child));
-	while (n < 0 && errno == EINTR);
+	/* a probe is a few netlink calls: 10 s means it hangs, and the drill must not */
+	{
+		struct pollfd pf = {.fd = p[0], .events = POLLIN};
+
+		n = -1;
+		if (poll(&pf, 1, 10000) == 1) {
+			do
+				n = read(p[0], &child, sizeof(child));
+			while (n < 0 && errno == EINTR);
+		} else {
+			kill(pid, SIGKILL);
+		}
+	}
 	close(p[0]);
 	while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
 		;
@@ -697,25 +708,44 @@ static int probe_collect(int fd, double *ms)
 	return 1;
 }
 
-void fl_rtt_probe_init(struct fl_rtt_probe *p, int family, const void *addr, uint16_t port)
+void fl_rtt_probe_start(struct fl_rtt_probe *p, const struct fl_netns *ns, const struct fl_net_match *m)
 {
+	/*
+	 * One remote endpoint over TCP: egress matches the SYN to dst, ingress the SYN-ACK from src.
+	 * Not for cgroup-scoped matches: the probe's socket is not in the target's cgroup.
+	 */
+	const struct fl_cidr *c = m->dir == FL_NET_EGRESS ? &m->dst : &m->src;
+	bool has = m->dir == FL_NET_EGRESS ? m->has_dst : m->has_src;
+	uint16_t port = m->dir == FL_NET_EGRESS ? m->dst_port : m->src_port;
+
 	memset(p, 0, sizeof(*p));
 	p->fd = -1;
-	p->family = family;
-	memcpy(p->addr, addr, family == AF_INET ? 4 : 16);
+	if (!has || !port || m->cgroup || c->prefix != (c->family == AF_INET ? 32 : 128) ||
+	    (m->proto != FL_NET_ANY && m->proto != FL_NET_TCP))
+		return;
+	p->active = true;
+	p->family = c->family;
+	memcpy(p->addr, c->addr, p->family == AF_INET ? 4 : 16);
 	p->port = port;
+	fl_rtt_probe_step(p, ns);
+	p->baseline_pending = p->fd >= 0;
 }
 
 void fl_rtt_probe_step(struct fl_rtt_probe *p, const struct fl_netns *ns)
 {
-	double ms;
+	double ms = 0;
 
+	if (!p->active)
+		return;
 	if (p->fd >= 0) {
 		int rc = probe_collect(p->fd, &ms);
 
 		if (rc == 0 && mono_ns() - p->started_ns < 10LL * 1000000000)
 			return; /* still in its handshake: a long delay; look again next time */
-		if (rc == 1) {
+		if (rc == 1 && p->baseline_pending) {
+			p->baseline_ms = ms;
+			p->have_baseline = true;
+		} else if (rc == 1) {
 			p->last_ms = ms;
 			p->min_ms = p->samples && p->min_ms < ms ? p->min_ms : ms;
 			p->max_ms = p->samples && p->max_ms > ms ? p->max_ms : ms;
@@ -725,6 +755,7 @@ void fl_rtt_probe_step(struct fl_rtt_probe *p, const struct fl_netns *ns)
 			p->failures++;
 			p->last_errno = rc ? -rc : ETIMEDOUT;
 		}
+		p->baseline_pending = false;
 		close(p->fd);
 		p->fd = -1;
 	}
@@ -738,25 +769,21 @@ void fl_rtt_probe_step(struct fl_rtt_probe *p, const struct fl_netns *ns)
 	p->started_ns = mono_ns();
 }
 
-double fl_rtt_probe_once(const struct fl_netns *ns, int family, const void *addr, uint16_t port,
-			 int timeout_ms)
+void fl_rtt_probe_report(const struct fl_rtt_probe *p, struct fl_observation *o)
 {
-	int64_t deadline = mono_ns() + (int64_t)timeout_ms * 1000000;
-	int fd = probe_connect(ns, family, addr, port), rc = 0;
-	double ms = 0;
+	double mean = p->samples ? p->sum_ms / p->samples : 0;
 
-	if (fd < 0)
-		return fd;
-	while (mono_ns() < deadline) {
-		struct pollfd pf = {.fd = fd, .events = POLLOUT};
-
-		poll(&pf, 1, (int)((deadline - mono_ns()) / 1000000) + 1);
-		rc = probe_collect(fd, &ms);
-		if (rc)
-			break;
-	}
-	close(fd);
-	return rc == 1 ? ms : rc < 0 ? rc : -ETIMEDOUT;
+	if (!p->active)
+		return;
+	if (p->have_baseline)
+		fl_obs_num(o, "rtt_baseline_ms", p->baseline_ms, "%.3f ms", p->baseline_ms);
+	if (p->samples)
+		fl_obs_num(o, "rtt_ms", mean, "%.3f ms (mean of %d; last %.3f, min %.3f, max %.3f)", mean,
+			   p->samples, p->last_ms, p->min_ms, p->max_ms);
+	if (p->samples && p->have_baseline)
+		fl_obs_num(o, "added_rtt_ms", mean - p->baseline_ms, "%.3f ms", mean - p->baseline_ms);
+	if (p->failures)
+		fl_obs_text(o, "rtt_probe_failures", "%d (last: %s)", p->failures, strerror(p->last_errno));
 }
 
 void fl_rtt_probe_close(struct fl_rtt_probe *p)

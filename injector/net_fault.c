@@ -47,6 +47,9 @@ static const struct fl_param delay_params[] = {
 	{.name = "distribution", .kind = FL_P_ENUM, .def = "uniform", .enums = dist_names,
 	 .help = "shape of the jitter: uniform in delay ± jitter, or a table (normal, pareto, "
 		 "paretonormal) scaled by jitter"},
+	{.name = "loss", .kind = FL_P_RATIO, .min = "0.01%", .max = "100%",
+	 .help = "also drop this share of the matched packets (one fault for delay plus loss: two faults "
+		 "cannot act on the same packets)"},
 	{.name = "queue", .kind = FL_P_INT, .def = "10000", .min = "16", .max = "65536",
 	 .help = "packets that may be held at once; beyond it netem drops and nfqueue lets them "
 		 "through undelayed (both counted)"},
@@ -91,7 +94,7 @@ static const struct fl_param reorder_params[] = {
 };
 
 static const struct fl_param bandwidth_params[] = {
-	{.name = "rate", .kind = FL_P_BYTERATE, .required = true, .min = "1KiB/s", .max = "100GiB/s",
+	{.name = "rate", .kind = FL_P_BYTERATE, .required = true, .min = "1KiB/s", .max = "1GiB/s",
 	 .help = "the matched traffic's rate limit (10Mbit/s, 2MiB/s)"},
 	{.name = "burst", .kind = FL_P_SIZE, .min = "1KiB", .max = "1GiB",
 	 .help = "bucket size: bytes that may pass at once (default: 10 ms of rate, at least 16KiB)"},
@@ -133,6 +136,7 @@ static void effect_of(const struct fl_fault *f, struct fl_net_effect *fx)
 		fx->delay_corr = ratio(f, "correlation");
 		fx->dist = (enum fl_net_dist)fl_fault_value(f, "distribution")->i;
 		fx->queue_pkts = (uint32_t)fl_fault_value(f, "queue")->i;
+		fx->loss = ratio(f, "loss");
 	} else if (!strcmp(t, "network.loss")) {
 		fx->loss = ratio(f, "percent");
 		fx->loss_corr = ratio(f, "correlation");
@@ -206,50 +210,60 @@ static const char *const *backends_of(const struct fl_fault *f)
 	return f->inj->params[i].enums;
 }
 
-static bool auto_backend(const struct fl_fault *f)
-{
-	return fl_fault_value(f, "backend")->i == B_AUTO;
-}
+static bool needs_iface(const struct fl_net_backend *b);
+static int build_req(const struct fl_fault *f, const struct fl_net_backend *b, struct fl_net_req *r,
+		     struct fl_err *err);
 
 /*
- * The backend a fault runs on: the one named, or for auto the first in the table's order whose
- * probe passes (cgroup is never chosen by auto: it drops on ingress only and needs a cgroup).
- * `decided` false: auto could not be decided without probing (plan does not probe).
+ * The backend a fault runs on, with its request built: the one named, or for auto the first in
+ * the table's order that this host can run (its probe passed; with may_probe false, as in plan,
+ * an unprobed one counts as possible) and whose check passes for this fault now — so a netem
+ * host still falls back to nfqueue for an ingress match. cgroup is never chosen by auto: it
+ * drops on ingress only and needs the target's cgroup. NULL: err has every candidate's reason.
  */
-static const struct fl_net_backend *pick(const struct fl_fault *f, bool may_probe, bool *decided,
-					 struct fl_err *err)
+static const struct fl_net_backend *choose(const struct fl_fault *f, bool may_probe, struct fl_net_req *r,
+					   struct fl_err *err)
 {
 	const char *const *names = backends_of(f);
+	int named = (int)fl_fault_value(f, "backend")->i;
 	char why[FL_ERR_MSG] = "";
 	size_t off = 0;
+	int last = -EOPNOTSUPP, tried = 0;
+	struct fl_err only;
 
-	*decided = true;
-	if (!auto_backend(f))
-		return backend_named(names[fl_fault_value(f, "backend")->i]);
-	for (int i = 1; names[i]; i++) {
+	for (int i = named == B_AUTO ? 1 : named; names[i]; i++) {
 		const struct fl_net_backend *b = backend_named(names[i]);
 		struct fl_err e;
-		int rc;
+		int rc = 0;
 
-		if (b == &fl_net_backend_cgroup)
+		if (named == B_AUTO && b == &fl_net_backend_cgroup)
 			continue;
 		fl_err_clear(&e);
-		if (!probed(b, &rc)) {
-			if (!may_probe) {
-				*decided = false;
-				return b;
-			}
+		if (may_probe || probed(b, &rc))
 			rc = probe_cached(b, &e);
-		} else if (rc) {
-			probe_cached(b, &e);
-		}
 		if (!rc)
-			return b;
-		int w = snprintf(why + off, sizeof(why) - off, "%s%s: %s", off ? "; " : "", names[i], e.msg);
+			rc = build_req(f, b, r, &e);
+		if (!rc) {
+			rc = b->check(r, &e);
+			if (!rc)
+				return b;
+			fl_net_req_fini(r);
+		}
+		last = rc;
+		only = e;
+		tried++;
+		if (named != B_AUTO)
+			break;
+		int w = snprintf(why + off, sizeof(why) - off, "%s%s: %s%s%s", off ? "; " : "", names[i], e.msg,
+				 e.hint[0] ? " — " : "", e.hint);
 		if (w > 0 && (size_t)w < sizeof(why) - off)
 			off += (size_t)w;
 	}
-	fl_err_set(err, -EOPNOTSUPP, "no backend for %s can run on this host (%s)", f->inj->type, why);
+	/* one candidate: its own words and hint; several: every one's reason */
+	if (tried == 1 && err)
+		*err = only;
+	else
+		fl_err_set(err, last, "no backend for %s can run this fault here (%s)", f->inj->type, why);
 	return NULL;
 }
 
@@ -292,6 +306,25 @@ static int front_validate(const struct fl_fault *f, const struct fl_value **blam
 		fl_err_hint(err, "give one of them");
 		return -EINVAL;
 	}
+	if (!strcmp(f->inj->type, "network.bandwidth")) {
+		struct fl_net_effect fx;
+
+		effect_of(f, &fx);
+		/* tbf takes its bucket as 32-bit ticks of time at `rate` and its queue as an int of bytes */
+		if ((double)fx.burst / (double)fx.rate > 200.0) {
+			*blame = fl_fault_value(f, "burst")->set ? fl_fault_value(f, "burst") : fl_fault_value(f, "rate");
+			fl_err_set(err, -ERANGE, "a burst of %llu bytes at this rate takes over 200 s to refill, "
+						 "more than tbf can hold", (unsigned long long)fx.burst);
+			fl_err_hint(err, "lower burst or raise rate");
+			return -ERANGE;
+		}
+		if ((double)fx.rate * (double)fx.latency_ns / 1e9 + (double)fx.burst + (double)fx.limit > 2147483647.0) {
+			*blame = fl_fault_value(f, "latency")->set ? fl_fault_value(f, "latency") : fl_fault_value(f, "limit");
+			fl_err_set(err, -ERANGE, "the tbf queue (rate x latency + burst) would exceed 2 GiB");
+			fl_err_hint(err, "lower latency or limit");
+			return -ERANGE;
+		}
+	}
 	if (!strcmp(f->inj->type, "network.delay") && fl_fault_value(f, "distribution")->i != FL_DIST_UNIFORM &&
 	    !fl_fault_value(f, "jitter")->i) {
 		*blame = fl_fault_value(f, "distribution");
@@ -300,6 +333,51 @@ static int front_validate(const struct fl_fault *f, const struct fl_value **blam
 		return -EINVAL;
 	}
 	return 0;
+}
+
+static bool cidr_disjoint(const struct fl_cidr *a, const struct fl_cidr *b)
+{
+	int n = a->prefix < b->prefix ? a->prefix : b->prefix;
+
+	if (a->family != b->family)
+		return true;
+	for (int i = 0; i < n; i++)
+		if (((a->addr[i / 8] ^ b->addr[i / 8]) >> (7 - i % 8)) & 1)
+			return true;
+	return false;
+}
+
+/*
+ * Two tc/nfqueue faults that can see the same packet at the same time: the classifier (or the
+ * first NFQUEUE rule) gives it to one of them only, so the other would silently do nothing
+ * there. Disjoint when any field both set tells them apart.
+ */
+static int front_conflicts(const struct fl_fault *a, const struct fl_fault *b, struct fl_err *err)
+{
+	const struct fl_value *na = fl_fault_value(a, "netns"), *nb = fl_fault_value(b, "netns");
+	const char *ba = fl_fault_value(a, "backend")->s, *bb = fl_fault_value(b, "backend")->s;
+	struct fl_net_match ma, mb;
+
+	if (fl_net_match_get(a, &ma, NULL) || fl_net_match_get(b, &mb, NULL))
+		return 0;
+	/* different mechanisms on one packet stack (NFQUEUE in OUTPUT, then the qdisc; cgroup hooks) */
+	if ((ba && bb && strcmp(ba, "auto") && strcmp(bb, "auto") && strcmp(ba, bb)) ||
+	    (ba && !strcmp(ba, "cgroup")) || (bb && !strcmp(bb, "cgroup")))
+		return 0;
+	if (na->set != nb->set || (na->set && strcmp(na->s, nb->s)) || ma.dir != mb.dir ||
+	    (ma.iface[0] && mb.iface[0] && strcmp(ma.iface, mb.iface)) ||
+	    (ma.has_dst && mb.has_dst && cidr_disjoint(&ma.dst, &mb.dst)) ||
+	    (ma.has_src && mb.has_src && cidr_disjoint(&ma.src, &mb.src)) ||
+	    (ma.dst_port && mb.dst_port && ma.dst_port != mb.dst_port) ||
+	    (ma.src_port && mb.src_port && ma.src_port != mb.src_port) ||
+	    (ma.proto != FL_NET_ANY && mb.proto != FL_NET_ANY && ma.proto != mb.proto))
+		return 0;
+	fl_err_set(err, -EINVAL, "acts on the same packets as %s while both are in force: each packet goes "
+				 "to the first matching fault only, so one of them would do nothing",
+		   a->name);
+	fl_err_hint(err, "give them disjoint matches, run them one after the other, or use one fault "
+			 "(network.delay also takes loss)");
+	return -EINVAL;
 }
 
 /* A type is runnable when any of its backends is; the note says which cannot run and why. */
@@ -333,38 +411,11 @@ static int probe_any(const char *const *names, struct fl_err *err)
 static int front_check(const struct fl_fault *f, struct fl_err *err)
 {
 	struct fl_net_req r;
-	bool decided;
-	const struct fl_net_backend *b = pick(f, false, &decided, err);
-	int rc;
 
-	if (!b)
-		return -EOPNOTSUPP;
-	/* a backend named explicitly that the host cannot run: its probe's reason, not a later one */
-	if (!auto_backend(f) && probed(b, &rc) && rc)
-		return probe_cached(b, err);
-	rc = build_req(f, b, &r, err);
-	if (rc)
-		return rc;
-	rc = b->check(&r, err);
-	/* plan: auto undecided, so the first candidate failing may not be the end */
-	if (rc && !decided && auto_backend(f)) {
-		const char *const *names = backends_of(f);
-
-		for (int i = 1; rc && names[i]; i++) {
-			const struct fl_net_backend *o = backend_named(names[i]);
-			struct fl_net_req r2;
-
-			if (o == b || o == &fl_net_backend_cgroup || build_req(f, o, &r2, NULL))
-				continue;
-			if (!o->check(&r2, NULL)) {
-				fl_err_clear(err);
-				rc = 0;
-			}
-			fl_net_req_fini(&r2);
-		}
-	}
+	if (!choose(f, false, &r, err))
+		return err && err->code ? err->code : -EOPNOTSUPP;
 	fl_net_req_fini(&r);
-	return rc;
+	return 0;
 }
 
 static void front_describe(const struct fl_fault *f, char *buf, size_t len)
@@ -387,20 +438,13 @@ static void front_describe(const struct fl_fault *f, char *buf, size_t len)
 static int front_apply(struct fl_fault *f, struct fl_journal *j, struct fl_err *err)
 {
 	struct front_state *st = calloc(1, sizeof(*st));
-	bool decided;
-	int rc;
 
 	if (!st)
 		return fl_err_set(err, -ENOMEM, "out of memory");
-	st->b = pick(f, true, &decided, err);
+	st->b = choose(f, true, &st->req, err);
 	if (!st->b) {
 		free(st);
-		return -EOPNOTSUPP;
-	}
-	rc = build_req(f, st->b, &st->req, err);
-	if (rc) {
-		free(st);
-		return rc;
+		return err && err->code ? err->code : -EOPNOTSUPP;
 	}
 	/* from here the state exists: revert must run even if apply fails halfway */
 	f->state = st;
@@ -479,6 +523,7 @@ static int front_sweep(const struct fl_sweep *sw)
 			     "allow_host_wide; the root qdisc can be restored exactly",            \
 		.params = params_,                                                                  \
 		.validate = front_validate,                                                         \
+		.conflicts = front_conflicts,                                                       \
 		.probe = id##_probe,                                                                \
 		.check = front_check,                                                               \
 		.describe = front_describe,                                                         \

@@ -1621,10 +1621,7 @@ struct nfq_state {
 	int child_status;
 	bool child_died;           /* exited while the fault was on: traffic passes (fail open) */
 	bool reverted;
-	bool endpoint;             /* the match names one TCP endpoint: measure its handshake RTT */
-	struct fl_rtt_probe rtt;
-	double baseline_ms;
-	bool have_baseline;
+	struct fl_rtt_probe rtt;   /* the handshake RTT of the one TCP endpoint a match may name */
 };
 
 static void state_free(struct nfq_state *st)
@@ -1729,30 +1726,13 @@ fail:
 	return rc;
 }
 
-static bool rtt_endpoint(const struct fl_net_match *m, int *family, const unsigned char **addr, uint16_t *port)
-{
-	const struct fl_cidr *c = m->dir == FL_NET_EGRESS ? &m->dst : &m->src;
-	bool has = m->dir == FL_NET_EGRESS ? m->has_dst : m->has_src;
-	uint16_t p = m->dir == FL_NET_EGRESS ? m->dst_port : m->src_port;
-
-	if (!has || !p || (m->proto != FL_NET_TCP && m->proto != FL_NET_ANY) ||
-	    c->prefix != (c->family == AF_INET ? 32 : 128))
-		return false;
-	*family = c->family;
-	*addr = c->addr;
-	*port = p;
-	return true;
-}
-
 static int nfq_apply(const struct fl_net_req *r, struct fl_journal *j, void **state, struct fl_err *err)
 {
 	const struct nfq_probe_res *pr;
 	struct nfq_state *st = NULL;
 	char rules[FL_REC_DATA], rel[4096];
 	const char *cgpath = NULL;
-	const unsigned char *addr;
-	uint16_t port;
-	int rc, family;
+	int rc;
 
 	*state = NULL;
 	rc = nfq_check(r, err);
@@ -1792,14 +1772,8 @@ static int nfq_apply(const struct fl_net_req *r, struct fl_journal *j, void **st
 		rc = fl_err_set(err, -ENAMETOOLONG, "fault name %s is too long for an iptables comment", r->f->name);
 		goto fail;
 	}
-	if ((st->endpoint = rtt_endpoint(&r->match, &family, &addr, &port))) {
-		/* the baseline is taken before any rule exists: it is the path as it was */
-		double ms = fl_rtt_probe_once(&st->ns, family, addr, port, 1000);
-
-		fl_rtt_probe_init(&st->rtt, family, addr, port);
-		st->have_baseline = ms >= 0;
-		st->baseline_ms = ms;
-	}
+	/* its first handshake leaves before any rule exists: the path as it was, the baseline */
+	fl_rtt_probe_start(&st->rtt, &st->ns, &r->match);
 	for (int attempt = 0;; attempt++) {
 		int64_t seq;
 
@@ -1867,18 +1841,9 @@ static int nfq_observe(void *state, struct fl_observation *o)
 		   (unsigned long long)CTR_GET(c, held_now), (unsigned long long)CTR_GET(c, held_max), st->cap);
 	fl_obs_num(o, "held_at_cap", (double)CTR_GET(c, at_cap), "%llu passed undelayed at the cap",
 		   (unsigned long long)CTR_GET(c, at_cap));
-	if (st->endpoint) {
-		if (!st->reverted)
-			fl_rtt_probe_step(&st->rtt, &st->ns);
-		if (st->have_baseline)
-			fl_obs_num(o, "rtt_baseline_ms", st->baseline_ms, "%.3fms", st->baseline_ms);
-		if (st->rtt.samples) {
-			fl_obs_num(o, "rtt_ms", st->rtt.last_ms, "%.3fms", st->rtt.last_ms);
-			if (st->have_baseline)
-				fl_obs_num(o, "added_rtt_ms", st->rtt.last_ms - st->baseline_ms, "%.3fms",
-					   st->rtt.last_ms - st->baseline_ms);
-		}
-	}
+	if (!st->reverted)
+		fl_rtt_probe_step(&st->rtt, &st->ns);
+	fl_rtt_probe_report(&st->rtt, o);
 	if (st->child_died)
 		fl_obs_text(o, "delayer", "exited early (status 0x%x): matched packets passed undelayed",
 			    st->child_status);

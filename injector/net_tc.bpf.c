@@ -44,6 +44,12 @@ static __always_inline bool proto_ok(__u8 p)
 	return true;
 }
 
+/* Offsets are from the network header: no guess about what link header comes before it. */
+static __always_inline int load_net(struct __sk_buff *skb, __u32 off, void *to, __u32 len)
+{
+	return bpf_skb_load_bytes_relative(skb, off, to, len, BPF_HDR_START_NET);
+}
+
 static __always_inline bool ports_ok(struct __sk_buff *skb, __u32 l4, __u8 p)
 {
 	__u16 ports[2];
@@ -52,7 +58,7 @@ static __always_inline bool ports_ok(struct __sk_buff *skb, __u32 l4, __u8 p)
 		return true;
 	if (p != PROTO_TCP && p != PROTO_UDP)
 		return false;
-	if (bpf_skb_load_bytes(skb, l4, ports, sizeof(ports)) < 0)
+	if (load_net(skb, l4, ports, sizeof(ports)) < 0)
 		return false;
 	if (cfg.sport && bpf_ntohs(ports[0]) != cfg.sport)
 		return false;
@@ -68,14 +74,14 @@ static __always_inline bool ports_ok(struct __sk_buff *skb, __u32 l4, __u8 p)
 SEC("tc")
 int fl_tc_classify(struct __sk_buff *skb)
 {
-	__u32 l3 = cfg.l2_len, l4, key = 0;
+	__u32 l4, key = 0;
 	__u8 saddr[16] = {}, daddr[16] = {}, p;
 	struct fl_tc_counters *c;
 
 	if (skb->protocol == bpf_htons(ETH_P_IP) && cfg.family != 6) {
 		struct iphdr ip;
 
-		if (bpf_skb_load_bytes(skb, l3, &ip, sizeof(ip)) < 0)
+		if (load_net(skb, 0, &ip, sizeof(ip)) < 0)
 			return 0;
 		p = ip.protocol;
 		if (!proto_ok(p))
@@ -89,11 +95,11 @@ int fl_tc_classify(struct __sk_buff *skb)
 		/* a later fragment carries no ports */
 		if ((cfg.dport || cfg.sport) && (bpf_ntohs(ip.frag_off) & IP_OFFMASK))
 			return 0;
-		l4 = l3 + ip.ihl * 4;
+		l4 = ip.ihl * 4;
 	} else if (skb->protocol == bpf_htons(ETH_P_IPV6) && cfg.family != 4) {
 		struct ipv6hdr ip6;
 
-		if (bpf_skb_load_bytes(skb, l3, &ip6, sizeof(ip6)) < 0)
+		if (load_net(skb, 0, &ip6, sizeof(ip6)) < 0)
 			return 0;
 		/* extension headers are not walked: a packet with one is not matched by port */
 		p = ip6.nexthdr;
@@ -106,13 +112,14 @@ int fl_tc_classify(struct __sk_buff *skb)
 			return 0;
 		if (cfg.has_src && !addr_in(saddr, cfg.src, cfg.src_mask, 16))
 			return 0;
-		l4 = l3 + sizeof(ip6);
+		l4 = sizeof(ip6);
 	} else {
 		return 0;
 	}
 	if (!ports_ok(skb, l4, p))
 		return 0;
-	if (cfg.cgroup_id && bpf_skb_cgroup_id(skb) != cfg.cgroup_id)
+	/* the target's cgroup or any below it (a systemd unit's, a service's own children) */
+	if (cfg.cgroup_id && bpf_skb_ancestor_cgroup_id(skb, (int)cfg.cgroup_level) != cfg.cgroup_id)
 		return 0;
 	c = bpf_map_lookup_elem(&fl_tc_stats, &key);
 	if (c) {

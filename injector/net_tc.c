@@ -15,6 +15,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 #include <netlink/netlink.h>
 #include <netlink/msg.h>
@@ -224,8 +225,10 @@ struct iface_view {
 	int root;                  /* index in qdiscs of the root, -1 none */
 	bool ours;                 /* root is a faultline htb */
 	char owner_run[64];        /* for ours: the run its filters name ("" if none) */
-	int nfilters;              /* filters in a non-faultline root tree */
-	bool used_minor[MAX_SLOT + 1];
+	int nfilters;              /* filters: on our root, or anywhere in a user's tree */
+	bool used_minor[MAX_SLOT + 1];            /* our root's classes fa17:M */
+	char slot_filter[MAX_SLOT + 1][160];      /* our root's filter at prio M: its name, "" none */
+	bool foreign_filter;       /* our root holds a filter of another run, or an unnamed one */
 };
 
 static void view_free(struct iface_view *v)
@@ -287,11 +290,24 @@ static int view_read(struct nl_sock *sk, int ifindex, struct iface_view *v, stru
 		}
 		rc = dump(sk, RTM_GETTFILTER, ifindex, ROOT_HANDLE, &filters, err);
 		for (int i = 0; !rc && i < filters.n; i++) {
-			char name[256];
+			uint32_t prio = TC_H_MAJ(tcm_of(filters.v[i].h)->tcm_info) >> 16;
+			char name[160], run[64];
 
+			/* a filter dump holds one header line per (prio, protocol) chain as well */
+			if (!tca(filters.v[i].h, TCA_OPTIONS))
+				continue;
+			v->nfilters++;
 			bpf_filter_name(filters.v[i].h, name, sizeof(name));
-			if (fl_net_owned_run_id(name, v->owner_run, sizeof(v->owner_run)))
-				break;
+			if (!fl_net_owned_run_id(name, run, sizeof(run))) {
+				v->foreign_filter = true;
+				continue;
+			}
+			if (!v->owner_run[0])
+				snprintf(v->owner_run, sizeof(v->owner_run), "%s", run);
+			else if (strcmp(v->owner_run, run))
+				v->foreign_filter = true;
+			if (prio >= 1 && prio <= MAX_SLOT)
+				snprintf(v->slot_filter[prio], sizeof(v->slot_filter[prio]), "%s", name);
 		}
 		goto out;
 	}
@@ -460,10 +476,25 @@ static int replay_one(struct nl_sock *sk, const struct nlmsghdr *h, int ifindex,
 	return rc;
 }
 
+/* htb's qdisc options carry a live counter (direct_pkts): configuration only is compared. */
+static void options_normalize(const struct nlmsghdr *h, void *opts, int len)
+{
+	struct nlattr *a;
+	int rem;
+
+	if (h->nlmsg_type == RTM_NEWTCLASS || strcmp(kind_of(h), "htb"))
+		return;
+	nla_for_each_attr(a, (struct nlattr *)opts, len, rem)
+		if (nla_type(a) == TCA_HTB_INIT && nla_len(a) >= (int)sizeof(struct tc_htb_glob))
+			((struct tc_htb_glob *)nla_data(a))->direct_pkts = 0;
+}
+
 static bool same_obj(const struct nlmsghdr *a, const struct nlmsghdr *b)
 {
 	const struct tcmsg *ta = tcm_of(a), *tb = tcm_of(b);
 	struct nlattr *oa, *ob;
+	void *ca, *cb;
+	bool same;
 
 	if (ta->tcm_handle != tb->tcm_handle || ta->tcm_parent != tb->tcm_parent || strcmp(kind_of(a), kind_of(b)))
 		return false;
@@ -471,7 +502,21 @@ static bool same_obj(const struct nlmsghdr *a, const struct nlmsghdr *b)
 	ob = tca(b, TCA_OPTIONS);
 	if (!oa || !ob)
 		return !oa && !ob;
-	return nla_len(oa) == nla_len(ob) && !memcmp(nla_data(oa), nla_data(ob), (size_t)nla_len(oa));
+	if (nla_len(oa) != nla_len(ob))
+		return false;
+	ca = malloc((size_t)nla_len(oa) + 1);
+	cb = malloc((size_t)nla_len(ob) + 1);
+	same = ca && cb;
+	if (same) {
+		memcpy(ca, nla_data(oa), (size_t)nla_len(oa));
+		memcpy(cb, nla_data(ob), (size_t)nla_len(ob));
+		options_normalize(a, ca, nla_len(oa));
+		options_normalize(b, cb, nla_len(ob));
+		same = !memcmp(ca, cb, (size_t)nla_len(oa));
+	}
+	free(ca);
+	free(cb);
+	return same;
 }
 
 /* Is this saved object in the interface's live tree exactly (made by us, or by the kernel itself)? */
@@ -514,7 +559,19 @@ static int tree_restore(struct nl_sock *sk, int ifindex, const char *path, struc
 		rc = fl_err_set(err, -EINVAL, "%s holds no root qdisc", path);
 		goto out;
 	}
-	rc = replay_one(sk, saved.v[root].h, ifindex, true, err);
+	/* our root is replaced by the saved one; the saved one already there means a restore resumes */
+	rc = view_read(sk, ifindex, &now, err);
+	if (rc)
+		goto out;
+	if (now.ours) {
+		rc = replay_one(sk, saved.v[root].h, ifindex, true, err);
+	} else if (!present(&now, saved.v[root].h)) {
+		/* someone put another root here since: it is not ours to replace; the copy is stale */
+		view_free(&now);
+		unlink(path);
+		goto out;
+	}
+	view_free(&now);
 	if (rc)
 		goto out;
 	done[root] = true;
@@ -770,7 +827,11 @@ static uint32_t filter_info(int minor)
 	return TC_H_MAKE((uint32_t)minor << 16, htons(ETH_P_ALL));
 }
 
-/* cls_bpf in classic mode (libnl has no cls_bpf, libbpf's tc API is direct-action on clsact only). */
+/*
+ * cls_bpf in classic mode (libnl has no cls_bpf, libbpf's tc API is direct-action on clsact only):
+ * the program returns the class. Added before the class exists, so the slot is owned by name
+ * from its first moment; until the class is there, matched packets fall to the direct queue.
+ */
 static int filter_add(struct nl_sock *sk, int ifindex, int minor, int prog_fd, const char *name,
 		      struct fl_err *err)
 {
@@ -782,8 +843,7 @@ static int filter_add(struct nl_sock *sk, int ifindex, int minor, int prog_fd, c
 
 	if (!msg || nlmsg_append(msg, &t, sizeof(t), NLMSG_ALIGNTO) < 0 || nla_put_string(msg, TCA_KIND, "bpf") < 0 ||
 	    !(opts = nla_nest_start(msg, TCA_OPTIONS)) || nla_put_u32(msg, TCA_BPF_FD, (uint32_t)prog_fd) < 0 ||
-	    nla_put_string(msg, TCA_BPF_NAME, name) < 0 ||
-	    nla_put_u32(msg, TCA_BPF_CLASSID, ROOT_HANDLE | (uint32_t)minor) < 0)
+	    nla_put_string(msg, TCA_BPF_NAME, name) < 0)
 		goto out;
 	nla_nest_end(msg, opts);
 	rc = talk(sk, msg, "adding the bpf classifier", err);
@@ -794,42 +854,57 @@ out:
 	return rc;
 }
 
-/* Delete our filter, class (which takes its leaf) — each idempotent: ENOENT means already gone. */
-static int slot_remove(struct nl_sock *sk, int ifindex, int minor, struct fl_err *err)
+static int del_obj(struct nl_sock *sk, int type, int ifindex, uint32_t handle, uint32_t info, const char *what,
+		   struct fl_err *err)
 {
-	struct tcmsg t = {.tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_handle = 1,
-			  .tcm_parent = ROOT_HANDLE, .tcm_info = filter_info(minor)};
-	struct nl_msg *msg = nlmsg_alloc_simple(RTM_DELTFILTER, 0);
+	struct tcmsg t = {.tcm_family = AF_UNSPEC, .tcm_ifindex = ifindex, .tcm_handle = handle,
+			  .tcm_parent = ROOT_HANDLE, .tcm_info = info};
+	struct nl_msg *msg = nlmsg_alloc_simple(type, 0);
 	struct fl_err e;
 	int rc;
 
-	if (!msg || nlmsg_append(msg, &t, sizeof(t), NLMSG_ALIGNTO) < 0 || nla_put_string(msg, TCA_KIND, "bpf") < 0) {
+	if (!msg || nlmsg_append(msg, &t, sizeof(t), NLMSG_ALIGNTO) < 0 ||
+	    (type == RTM_DELTFILTER && nla_put_string(msg, TCA_KIND, "bpf") < 0)) {
 		nlmsg_free(msg);
 		return fl_err_set(err, -ENOMEM, "out of memory");
 	}
 	fl_err_clear(&e);
-	rc = talk(sk, msg, "deleting the bpf classifier", &e);
+	rc = talk(sk, msg, what, &e);
 	nlmsg_free(msg);
-	/* EINVAL: the root that held the filter is gone too */
-	if (rc && rc != -ENOENT && rc != -EINVAL) {
-		*err = e;
-		return rc;
-	}
-	t.tcm_handle = ROOT_HANDLE | (uint32_t)minor;
-	t.tcm_info = 0;
-	msg = nlmsg_alloc_simple(RTM_DELTCLASS, 0);
-	if (!msg || nlmsg_append(msg, &t, sizeof(t), NLMSG_ALIGNTO) < 0) {
-		nlmsg_free(msg);
-		return fl_err_set(err, -ENOMEM, "out of memory");
-	}
-	fl_err_clear(&e);
-	rc = talk(sk, msg, "deleting the fault's htb class", &e);
-	nlmsg_free(msg);
+	/* ENOENT/EINVAL: it, or the root that held it, is gone already */
 	if (rc && rc != -ENOENT && rc != -EINVAL) {
 		*err = e;
 		return rc;
 	}
 	return 0;
+}
+
+/*
+ * Delete one fault's slot — its filter (only if it carries the fault's name) and its class,
+ * which takes the leaf. Idempotent, and never touches a slot of another run that took the same
+ * minor after ours was gone.
+ */
+static int slot_remove(struct nl_sock *sk, int ifindex, int minor, const char *name, struct fl_err *err)
+{
+	struct iface_view v;
+	int rc = view_read(sk, ifindex, &v, err);
+	bool mine;
+
+	if (rc)
+		return rc;
+	if (!v.ours) {
+		view_free(&v);
+		return 0; /* no root of ours: nothing of this fault can be left */
+	}
+	/* without its filter, the class is ours only if nobody else has a filter on this root */
+	mine = v.slot_filter[minor][0] ? !strcmp(v.slot_filter[minor], name) : !v.foreign_filter;
+	if (mine && v.slot_filter[minor][0])
+		rc = del_obj(sk, RTM_DELTFILTER, ifindex, 1, filter_info(minor), "deleting the bpf classifier", err);
+	if (mine && !rc && v.used_minor[minor])
+		rc = del_obj(sk, RTM_DELTCLASS, ifindex, ROOT_HANDLE | (uint32_t)minor, 0,
+			     "deleting the fault's htb class", err);
+	view_free(&v);
+	return rc;
 }
 
 static int root_delete(struct nl_sock *sk, int ifindex, struct fl_err *err)
@@ -849,28 +924,30 @@ static int root_delete(struct nl_sock *sk, int ifindex, struct fl_err *err)
 }
 
 /*
- * After a slot is gone: if our root holds no class any more, the last fault is out: put back
- * what was there (the saved tree, or by deleting ours the kernel's default). Shared by revert
- * and revert_record, so both decide from the kernel's state, not from memory.
+ * After a slot is gone: when our root holds no class and no filter any more, the last fault is
+ * out: put back what was there (the saved tree, or by deleting ours the kernel's default). A
+ * saved copy still present means a restore stopped half way: it resumes. Shared by revert and
+ * revert_record, so both decide from the kernel's state, not from memory.
  */
 static int root_release(struct nl_sock *sk, int ifindex, const char *saved, struct fl_err *err)
 {
+	bool have_saved = saved && saved[0] && strcmp(saved, "-") && access(saved, F_OK) == 0;
 	struct iface_view v;
-	bool in_use = false;
+	bool ours, in_use;
 	int rc = view_read(sk, ifindex, &v, err);
 
 	if (rc)
 		return rc;
+	ours = v.ours;
+	in_use = v.nfilters > 0;
 	for (int m = 1; m <= MAX_SLOT; m++)
 		in_use |= v.used_minor[m];
-	if (!v.ours || in_use) {
-		view_free(&v);
-		return 0;
-	}
 	view_free(&v);
-	if (saved && saved[0] && strcmp(saved, "-") && access(saved, F_OK) == 0)
+	if (ours && in_use)
+		return 0;
+	if (have_saved)
 		return tree_restore(sk, ifindex, saved, err);
-	return root_delete(sk, ifindex, err);
+	return ours ? root_delete(sk, ifindex, err) : 0;
 }
 
 /* ---- the backend ------------------------------------------------------------------------------ */
@@ -888,9 +965,7 @@ struct tc_state {
 	struct fl_net_effect fx;
 	bool reverted;
 	/* observation */
-	bool probing;
 	struct fl_rtt_probe probe;
-	double rtt_base;
 	uint64_t matched, bytes, leaf_packets, drops, overlimits, backlog;
 	int64_t t_last;
 	double rate_obs;
@@ -906,6 +981,31 @@ static int64_t mono_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/*
+ * Drop the classifier and wait (bounded) until the kernel has freed it: a deleted tc filter lets
+ * go of its program only after an RCU grace period, and "reverted" should mean gone.
+ */
+static void classifier_unload(struct net_tc **skel)
+{
+	struct bpf_prog_info info = {0};
+	__u32 len = sizeof(info);
+	bool have_id;
+
+	if (!*skel)
+		return;
+	have_id = bpf_obj_get_info_by_fd(bpf_program__fd((*skel)->progs.fl_tc_classify), &info, &len) == 0;
+	net_tc__destroy(*skel);
+	*skel = NULL;
+	for (int i = 0; have_id && i < 200; i++) {
+		int fd = bpf_prog_get_fd_by_id(info.id);
+
+		if (fd < 0)
+			return;
+		close(fd);
+		usleep(1000);
+	}
 }
 
 static int try_netem(void *arg, struct fl_err *err)
@@ -941,7 +1041,9 @@ static int try_netem(void *arg, struct fl_err *err)
 	}
 	if (!rc)
 		rc = filter_add(sk, 1, 1, bpf_program__fd(skel->progs.fl_tc_classify), "faultline-probe", err);
-	net_tc__destroy(skel);
+	/* undo it here rather than leave it to the namespace's slow teardown: the probe leaves no program */
+	root_delete(sk, 1, NULL);
+	classifier_unload(&skel);
 	nl_socket_free(sk);
 	fl_netns_close(&self);
 	return rc;
@@ -995,6 +1097,14 @@ static int effect_check(const struct fl_net_req *r, bool tbf, struct fl_err *err
 	return 0;
 }
 
+/* A run id (YYYYMMDDTHHMMSS-PID-XXXX) names its controller's pid: is that us? */
+static bool run_is_this_process(const char *run_id)
+{
+	const char *dash = strchr(run_id, '-');
+
+	return dash && atoi(dash + 1) == (int)getpid();
+}
+
 static const char *unreplayable(const struct iface_view *v)
 {
 	for (int i = 0; i < v->qdiscs.n; i++)
@@ -1018,19 +1128,19 @@ static int tc_check_kind(const struct fl_net_req *r, bool tbf, struct fl_err *er
 	nl_socket_free(sk);
 	if (rc)
 		return rc;
-	if (v.ours) {
-		/* at preflight nothing of this run is applied yet: an htb of ours belongs to another run */
+	if (v.ours && !run_is_this_process(v.owner_run)) {
+		/* another run's tree (this run's own earlier faults share it: the run id holds our pid) */
 		fl_err_set(err, -EBUSY, "%s is already shaped by faultline run %s", r->iface,
 			   v.owner_run[0] ? v.owner_run : "(unknown)");
 		fl_err_hint(err, "wait for it, or `faultline recover` if that run is dead");
 		rc = -EBUSY;
-	} else if (!default_root(&v) && (bad_kind = unreplayable(&v))) {
+	} else if (!v.ours && !default_root(&v) && (bad_kind = unreplayable(&v))) {
 		fl_err_set(err, -EBUSY, "%s has a root qdisc tree with a %s qdisc, which faultline cannot yet "
 					"put back exactly", r->iface, bad_kind);
 		fl_err_hint(err, "run the drill where the interface has a default or simpler root qdisc, or "
 				 "use backend nfqueue");
 		rc = -EBUSY;
-	} else if (v.nfilters) {
+	} else if (!v.ours && v.nfilters) {
 		fl_err_set(err, -EBUSY, "%s has a root qdisc of its own with %d filter(s), which faultline "
 					"could not put back exactly", r->iface, v.nfilters);
 		fl_err_hint(err, "run the drill where the interface has no tc filters (e.g. in the target's "
@@ -1064,6 +1174,28 @@ static void cidr_mask(const struct fl_cidr *c, __u8 *addr, __u8 *mask)
 	}
 }
 
+/* How many levels below the cgroup2 root `dir` is: the root directory is inode 1. */
+static int cgroup_level(const char *dir, __u32 *level)
+{
+	char path[4096];
+	struct stat st;
+
+	snprintf(path, sizeof(path), "%s", dir);
+	for (*level = 0; *level < 64; (*level)++) {
+		char *slash;
+
+		if (stat(path, &st) < 0)
+			return -errno;
+		if (st.st_ino == 1)
+			return 0;
+		slash = strrchr(path, '/');
+		if (!slash || slash == path)
+			return -EINVAL;
+		*slash = '\0';
+	}
+	return -ELOOP;
+}
+
 static int classifier_load(struct tc_state *st, const struct fl_net_req *r, struct fl_err *err)
 {
 	static const __u8 protos[] = {[FL_NET_ANY] = 0, [FL_NET_TCP] = 6, [FL_NET_UDP] = 17, [FL_NET_ICMP] = 1};
@@ -1078,20 +1210,6 @@ static int classifier_load(struct tc_state *st, const struct fl_net_req *r, stru
 	m->classid = ROOT_HANDLE | (uint32_t)st->minor;
 	m->family = r->match.family == AF_INET ? 4 : r->match.family == AF_INET6 ? 6 : 0;
 	m->proto = protos[r->match.proto];
-	/* loopback and ethernet-like devices carry a 14-byte header before IP; ip tunnels none */
-	m->l2_len = ETH_HLEN;
-	{
-		struct nl_sock *sk = st->sk;
-		struct rtnl_link *link = NULL;
-
-		if (rtnl_link_get_kernel(sk, st->ifindex, NULL, &link) == 0) {
-			unsigned int type = rtnl_link_get_arptype(link);
-
-			if (type != 1 /* ARPHRD_ETHER */ && type != 772 /* ARPHRD_LOOPBACK */)
-				m->l2_len = 0;
-			rtnl_link_put(link);
-		}
-	}
 	if ((m->has_dst = r->match.has_dst))
 		cidr_mask(&r->match.dst, m->dst, m->dst_mask);
 	if ((m->has_src = r->match.has_src))
@@ -1099,10 +1217,13 @@ static int classifier_load(struct tc_state *st, const struct fl_net_req *r, stru
 	m->dport = r->match.dst_port;
 	m->sport = r->match.src_port;
 	if (r->match.cgroup) {
-		/* a cgroup v2 directory's inode number is its id, as bpf_skb_cgroup_id reports it */
+		/* a cgroup v2 directory's inode number is its id, as the kernel reports it to BPF */
 		if (stat(r->f->target->cgroup_v2, &cg) < 0)
 			return fl_err_set(err, -errno, "%s: %s", r->f->target->cgroup_v2, strerror(errno));
 		m->cgroup_id = (__u64)cg.st_ino;
+		rc = cgroup_level(r->f->target->cgroup_v2, &m->cgroup_level);
+		if (rc)
+			return fl_err_set(err, rc, "cannot tell the depth of %s in its hierarchy", r->f->target->cgroup_v2);
 	}
 	rc = net_tc__load(st->skel);
 	if (rc)
@@ -1150,51 +1271,49 @@ static int tc_apply(const struct fl_net_req *r, struct fl_journal *j, void **sta
 		goto fail;
 	}
 	create = !v.ours;
-	for (st->minor = 1; st->minor <= MAX_SLOT && v.used_minor[st->minor]; st->minor++)
+	for (st->minor = 1; st->minor <= MAX_SLOT && (v.used_minor[st->minor] || v.slot_filter[st->minor][0]);
+	     st->minor++)
 		;
 	if (st->minor > MAX_SLOT) {
 		rc = fl_err_set(err, -ENOSPC, "%s already carries %d faults", st->iface, MAX_SLOT);
 		goto fail;
 	}
-	/* a user's tree is saved (and fsync'd) before the journal names it and before it is replaced */
-	if (create && !default_root(&v)) {
+	/* a user's tree is saved (and fsync'd) before the journal names it and before it is replaced;
+	 * over a default root a copy left by an earlier fault of this run would be stale */
+	if (create && !default_root(&v))
 		rc = tree_save(&v, st->saved, err);
-		if (rc)
-			goto fail;
-	}
+	else if (create)
+		unlink(st->saved);
 	view_free(&v);
 	have_view = false;
-	if (st->fx.delay_ns && !st->fx.rate && r->match.has_dst && r->match.dst_port &&
-	    r->match.dst.prefix == (r->match.dst.family == AF_INET ? 32 : 128) &&
-	    (r->match.proto == FL_NET_ANY || r->match.proto == FL_NET_TCP) && !r->match.cgroup) {
-		/* the baseline before anything is in place: the fault's added RTT is measured against it */
-		st->probing = true;
-		fl_rtt_probe_init(&st->probe, r->match.dst.family, r->match.dst.addr, r->match.dst_port);
-		st->rtt_base = fl_rtt_probe_once(&st->ns, r->match.dst.family, r->match.dst.addr,
-						 r->match.dst_port, 1000);
-	}
-	seq = fl_journal_append(j, r->f, "backend=%s " FL_NETNS_REC_FMT " ifindex=%d dev=%s minor=%d saved=%s",
-				st->tbf ? "tbf" : "netem", FL_NETNS_REC_ARGS(&st->ns), st->ifindex, st->iface,
-				st->minor, st->saved);
-	if (seq < 0) {
-		rc = fl_err_set(err, (int)seq, "journal write failed: %s", strerror((int)-seq));
-		goto fail;
-	}
-	/* journaled: from here a failure leaves state for revert, which undoes whatever was made */
-	*state = st;
-	if (create) {
-		rc = root_add(st->sk, st->ifindex, err);
-		if (rc)
-			return rc;
-	}
-	rc = class_add(st->sk, st->ifindex, st->minor, err);
-	if (!rc)
-		rc = leaf_add(st->sk, st->ifindex, st->minor, &st->fx, err);
 	if (!rc)
 		rc = classifier_load(st, r, err);
+	if (rc)
+		goto fail;
+	seq = fl_journal_append(j, r->f, "backend=%s " FL_NETNS_REC_FMT " ifindex=%d dev=%s minor=%d name=%s saved=%s",
+				st->tbf ? "tbf" : "netem", FL_NETNS_REC_ARGS(&st->ns), st->ifindex, st->iface,
+				st->minor, st->name, st->saved);
+	if (seq < 0) {
+		rc = fl_err_set(err, (int)seq, "journal write failed: %s", strerror((int)-seq));
+		if (create)
+			unlink(st->saved);
+		goto fail;
+	}
+	/* its first handshake leaves now, before anything is in place: the baseline */
+	if (!st->fx.rate)
+		fl_rtt_probe_start(&st->probe, &st->ns, &r->match);
+	/* journaled: from here a failure leaves state for revert, which undoes whatever was made */
+	*state = st;
+	if (create)
+		rc = root_add(st->sk, st->ifindex, err);
+	/* the named filter first: the slot is ours by name from its first moment */
 	if (!rc)
 		rc = filter_add(st->sk, st->ifindex, st->minor, bpf_program__fd(st->skel->progs.fl_tc_classify),
 				st->name, err);
+	if (!rc)
+		rc = class_add(st->sk, st->ifindex, st->minor, err);
+	if (!rc)
+		rc = leaf_add(st->sk, st->ifindex, st->minor, &st->fx, err);
 	if (!rc)
 		leaf_read(st); /* the first point of the observed rate */
 	return rc;
@@ -1267,8 +1386,7 @@ static int tc_observe(void *state, struct fl_observation *o)
 
 	if (!st->reverted) {
 		leaf_read(st);
-		if (st->probing)
-			fl_rtt_probe_step(&st->probe, &st->ns);
+		fl_rtt_probe_step(&st->probe, &st->ns);
 	}
 	fl_obs_text(o, "interface", "%s (minor %d)", st->iface, st->minor);
 	fl_obs_num(o, "packets_matched", (double)st->matched, "%llu", (unsigned long long)st->matched);
@@ -1287,21 +1405,7 @@ static int tc_observe(void *state, struct fl_observation *o)
 				   100.0 * (double)st->drops / (double)st->matched);
 		fl_obs_num(o, "queued_now", (double)st->backlog, "%llu", (unsigned long long)st->backlog);
 	}
-	if (st->probing) {
-		if (st->rtt_base >= 0)
-			fl_obs_num(o, "rtt_baseline_ms", st->rtt_base, "%.3f ms", st->rtt_base);
-		if (st->probe.samples) {
-			double mean = st->probe.sum_ms / st->probe.samples;
-
-			fl_obs_num(o, "rtt_ms", st->probe.last_ms, "%.3f ms (mean %.3f over %d)", st->probe.last_ms,
-				   mean, st->probe.samples);
-			if (st->rtt_base >= 0)
-				fl_obs_num(o, "added_rtt_ms", mean - st->rtt_base, "%.3f ms", mean - st->rtt_base);
-		}
-		if (st->probe.failures)
-			fl_obs_text(o, "rtt_probe_failures", "%d (last: %s)", st->probe.failures,
-				    strerror(st->probe.last_errno));
-	}
+	fl_rtt_probe_report(&st->probe, o);
 	return 0;
 }
 
@@ -1313,15 +1417,14 @@ static int tc_revert(void *state, struct fl_err *err)
 	if (st->reverted)
 		return 0;
 	leaf_read(st); /* the final counters, before the leaf goes */
-	rc = slot_remove(st->sk, st->ifindex, st->minor, err);
+	rc = slot_remove(st->sk, st->ifindex, st->minor, st->name, err);
 	if (!rc)
 		rc = root_release(st->sk, st->ifindex, st->saved, err);
 	if (rc)
 		return rc;
 	st->reverted = true;
 	fl_rtt_probe_close(&st->probe);
-	net_tc__destroy(st->skel);
-	st->skel = NULL;
+	classifier_unload(&st->skel);
 	return 0;
 }
 
@@ -1343,13 +1446,13 @@ static int tc_revert_record(const struct fl_journal_rec *rec, struct fl_err *err
 	struct fl_netns ns;
 	struct nl_sock *sk = NULL;
 	struct rtnl_link *link = NULL;
-	char dev[IF_NAMESIZE] = "", saved[4200] = "";
+	char name[160] = "", saved[4200] = "";
 	int64_t ifindex, minor;
 	int rc;
 
 	if (fl_rec_get_i64(rec, "ifindex", &ifindex) || fl_rec_get_i64(rec, "minor", &minor) ||
-	    !fl_rec_get(rec, "dev", dev, sizeof(dev)) || minor < 1 || minor > MAX_SLOT)
-		return fl_err_set(err, -EINVAL, "journal record %llu lacks ifindex/dev/minor",
+	    !fl_rec_get(rec, "name", name, sizeof(name)) || minor < 1 || minor > MAX_SLOT)
+		return fl_err_set(err, -EINVAL, "journal record %llu lacks ifindex/minor/name",
 				  (unsigned long long)rec->seq);
 	fl_rec_get(rec, "saved", saved, sizeof(saved));
 	rc = fl_netns_from_record(rec, &ns, err);
@@ -1363,12 +1466,18 @@ static int tc_revert_record(const struct fl_journal_rec *rec, struct fl_err *err
 	rc = fl_net_route_socket(&ns, &sk, err);
 	if (rc)
 		goto out;
-	/* the same interface, not one that took its index later */
-	if (rtnl_link_get_kernel(sk, (int)ifindex, NULL, &link) < 0 || strcmp(rtnl_link_get_name(link), dev)) {
+	/* an interface that is gone took its qdiscs along; any other failure is not "gone" */
+	rc = rtnl_link_get_kernel(sk, (int)ifindex, NULL, &link);
+	if (rc == -NLE_OBJ_NOTFOUND || rc == -NLE_NODEV) {
 		rc = 0;
 		goto out;
 	}
-	rc = slot_remove(sk, (int)ifindex, (int)minor, err);
+	if (rc < 0) {
+		rc = fl_err_set(err, -EIO, "looking up ifindex %lld: %s", (long long)ifindex, nl_geterror(rc));
+		goto out;
+	}
+	/* ownership is by the filter's name, so a renamed interface is still handled right */
+	rc = slot_remove(sk, (int)ifindex, (int)minor, name, err);
 	if (!rc)
 		rc = root_release(sk, (int)ifindex, saved, err);
 out:

@@ -11,14 +11,13 @@ struct fl_tc_match {
 	__u32 classid;     /* what a matched packet is classified into (major:minor) */
 	__u8 family;       /* 4, 6, or 0 for both */
 	__u8 proto;        /* IPPROTO_TCP/UDP/ICMP(V6); 0 = any (with ports: tcp or udp) */
-	__u8 l2_len;       /* bytes before the IP header: 14 on ethernet and loopback, 0 on ip tunnels */
 	__u8 has_dst, has_src;
-	__u8 pad[3];
+	__u8 pad[4];
 	__u8 dst[16], dst_mask[16];
 	__u8 src[16], src_mask[16];
 	__u16 dport, sport; /* host order, 0 = any */
-	__u32 pad2;
-	__u64 cgroup_id;   /* only packets of sockets in this cgroup v2 (egress), 0 = any */
+	__u32 cgroup_level; /* depth of cgroup_id below the cgroup2 root */
+	__u64 cgroup_id;   /* only packets of sockets in this cgroup v2 or below it (egress), 0 = any */
 };
 
 struct fl_tc_counters {

@@ -1,10 +1,11 @@
-/* Benchmarks the network faults between two namespaces of its own: apply/revert latency per injector and backend (with the journal's fsync apart and the tc/iptables CLIs as peers), and added-delay accuracy against ping and connect(). */
+/* Measures the network faults between two namespaces of its own: apply/revert latency per injector and backend, and added-delay accuracy against ping. */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
 #include <linux/magic.h>
+#include <linux/membarrier.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <signal.h>
@@ -15,19 +16,26 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <bpf/btf.h>
+
 #include "exitcodes.h"
 #include "journal.h"
 #include "net.h"
 #include "net_cgroup.h"
+#include "net_tc.h"
+#include "net_tc.skel.h"
 #include "procfs.h"
+#include "recovery.h"
 #include "scenario.h"
 
 /* TEST-NET-1, only ever inside the two namespaces this bench makes */
@@ -126,29 +134,41 @@ static int cmp_double(const void *a, const void *b)
 	return (x > y) - (x < y);
 }
 
+/* A sorted copy of n values (NULL when n is 0 or memory is short). */
+static double *sorted_copy(const double *v, int n)
+{
+	double *s = n > 0 ? malloc((size_t)n * sizeof(double)) : NULL;
+
+	if (!s)
+		return NULL;
+	memcpy(s, v, (size_t)n * sizeof(double));
+	qsort(s, (size_t)n, sizeof(double), cmp_double);
+	return s;
+}
+
 /* Nearest-rank percentile (p in 0..100) of n values; NAN when there are none. */
 static double pct(const double *v, int n, double p)
 {
-	double s[MAXS > MAXN ? MAXS : MAXN];
+	double *s = sorted_copy(v, n), x;
 	int k;
 
-	if (n <= 0)
+	if (!s)
 		return NAN;
-	memcpy(s, v, (size_t)n * sizeof(double));
-	qsort(s, (size_t)n, sizeof(double), cmp_double);
 	k = (int)ceil(p / 100.0 * n) - 1;
-	return s[k < 0 ? 0 : k >= n ? n - 1 : k];
+	x = s[k < 0 ? 0 : k >= n ? n - 1 : k];
+	free(s);
+	return x;
 }
 
 static double median(const double *v, int n)
 {
-	double s[MAXS > MAXN ? MAXS : MAXN];
+	double *s = sorted_copy(v, n), x;
 
-	if (n <= 0)
+	if (!s)
 		return NAN;
-	memcpy(s, v, (size_t)n * sizeof(double));
-	qsort(s, (size_t)n, sizeof(double), cmp_double);
-	return n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	x = n % 2 ? s[n / 2] : (s[n / 2 - 1] + s[n / 2]) / 2;
+	free(s);
+	return x;
 }
 
 /* ---- tables, printed as text and (with -o) as markdown -------------------------------------- */
@@ -368,10 +388,27 @@ struct lat_res {
 	char why[1200];
 	int n;
 	double check[MAXN], apply[MAXN], revert[MAXN], mark[MAXN];
+	double bare[MAXN], bare_mark[MAXN]; /* a bare journal append (+ its mark) in the same cycle */
 	double first_apply, first_revert;
 	int recs;            /* journal records one apply writes */
 	int forced, gone;    /* cycles where the objects were there after apply / gone after revert */
 };
+
+static struct fl_injector bare_inj = {.type = "bench.append"};
+static struct fl_fault bare_fault = {.name = "bare-append", .inj = &bare_inj};
+
+/* One record appended and marked reverted, each fdatasync'd: what a record costs right now. */
+static void bare_append(double *app, double *mark)
+{
+	int64_t t0 = now_ns();
+
+	if (fl_journal_append(W.j, &bare_fault, "backend=none bench=1") < 0)
+		W.failures++;
+	*app = ms_since(t0);
+	t0 = now_ns();
+	fl_journal_mark_fault_reverted(W.j, bare_fault.name);
+	*mark = ms_since(t0);
+}
 
 static void lat_run(const struct lat_case *c, struct lat_res *r)
 {
@@ -398,10 +435,13 @@ static void lat_run(const struct lat_case *c, struct lat_res *r)
 	r->ran = true;
 	for (int i = 0; i <= W.o.cycles; i++) {
 		int64_t t0;
-		int before = fl_journal_pending(W.j), rc;
-		double ch, ap, rv, mk;
+		int before, rc;
+		double ch, ap, rv, mk, ba, bm;
 		long k;
 
+		/* the disk's fdatasync cost drifts with other tenants' I/O: sample it next to each apply */
+		bare_append(&ba, &bm);
+		before = fl_journal_pending(W.j);
 		fl_err_clear(&e);
 		t0 = now_ns();
 		rc = f->inj->check(f, &e);
@@ -448,6 +488,8 @@ static void lat_run(const struct lat_case *c, struct lat_res *r)
 		r->apply[r->n] = ap;
 		r->revert[r->n] = rv;
 		r->mark[r->n] = mk;
+		r->bare[r->n] = ba;
+		r->bare_mark[r->n] = bm;
 		r->n++;
 	}
 	fl_scenario_free(sc);
@@ -503,6 +545,105 @@ static void peer_run(char *const add[], char *const del[], struct peer_res *r)
 	}
 }
 
+/* Reading the kernel's BTF the way libbpf does: a sysfs file, at most a page per read(). */
+static double read_vmlinux_btf(long *bytes)
+{
+	char buf[4096];
+	int64_t t0 = now_ns();
+	int fd = open("/sys/kernel/btf/vmlinux", O_RDONLY | O_CLOEXEC);
+	ssize_t n;
+
+	*bytes = 0;
+	if (fd < 0)
+		return NAN;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		*bytes += n;
+	close(fd);
+	return ms_since(t0);
+}
+
+/*
+ * Where the BPF-based applies spend their time, through the same public calls the injectors
+ * make, and the RCU grace period that an nf_tables rule deletion waits for (iptables -D: the
+ * nfqueue revert). membarrier(MEMBARRIER_CMD_GLOBAL) is one synchronize_rcu().
+ */
+static void bench_components(void)
+{
+	enum { C_READ, C_BTF, C_TC, C_CG_IN, C_CG_CONN, C_CG_ATT, C_CG_UNL, C_GP, NC };
+	static double v[NC][MAXN];
+	int nv[NC] = {0};
+	long bytes = 0;
+	struct table t = {.ncols = 4, .head = {"component", "p50", "p90", "n"}};
+	const char *names[NC] = {
+		"read /sys/kernel/btf/vmlinux, 4 KiB per read()",
+		"btf__load_vmlinux_btf (that read + parse)",
+		"net_tc__open + net_tc__load (tc classifier; tbf/netem apply)",
+		"fl_cg_load(ingress) (network.loss cgroup apply)",
+		"fl_cg_load(connect4+connect6) (network.partition apply)",
+		"fl_cg_attach (one link, our cgroup)",
+		"fl_cg_unload (detach + unload)",
+		"one RCU grace period (membarrier GLOBAL)",
+	};
+
+	for (int i = 0; i < W.o.cycles; i++) {
+		struct fl_cg_cfg cfg = {0};
+		struct fl_cg_prog *p = NULL;
+		struct fl_err e = {0};
+		struct net_tc *skel;
+		struct btf *btf;
+		int64_t t0;
+
+		v[C_READ][nv[C_READ]++] = read_vmlinux_btf(&bytes);
+		t0 = now_ns();
+		btf = btf__load_vmlinux_btf();
+		if (btf)
+			v[C_BTF][nv[C_BTF]++] = ms_since(t0);
+		btf__free(btf);
+		t0 = now_ns();
+		skel = net_tc__open();
+		if (skel && !net_tc__load(skel))
+			v[C_TC][nv[C_TC]++] = ms_since(t0);
+		net_tc__destroy(skel);
+		t0 = now_ns();
+		if (!fl_cg_load(&cfg, FL_CG_H_INGRESS, &p, &e)) {
+			v[C_CG_IN][nv[C_CG_IN]++] = ms_since(t0);
+			if (W.cg[0]) {
+				t0 = now_ns();
+				if (!fl_cg_attach(p, W.cg, &e)) {
+					v[C_CG_ATT][nv[C_CG_ATT]++] = ms_since(t0);
+					t0 = now_ns();
+					if (!fl_cg_unload(p, &e))
+						v[C_CG_UNL][nv[C_CG_UNL]++] = ms_since(t0);
+				}
+			}
+		}
+		fl_cg_destroy(p);
+		p = NULL;
+		t0 = now_ns();
+		if (!fl_cg_load(&cfg, FL_CG_H_CONNECT4 | FL_CG_H_CONNECT6, &p, &e))
+			v[C_CG_CONN][nv[C_CG_CONN]++] = ms_since(t0);
+		fl_cg_destroy(p);
+		t0 = now_ns();
+		if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0)
+			v[C_GP][nv[C_GP]++] = ms_since(t0);
+	}
+	for (int c = 0; c < NC; c++) {
+		table_set(&t, c, 0, "%s", names[c]);
+		if (!nv[c]) {
+			table_set(&t, c, 1, "-");
+			table_set(&t, c, 2, "-");
+			table_set(&t, c, 3, "0");
+			continue;
+		}
+		table_set(&t, c, 1, "%.2f", median(v[c], nv[c]));
+		table_set(&t, c, 2, "%.2f", pct(v[c], nv[c], 90));
+		table_set(&t, c, 3, "%d", nv[c]);
+	}
+	say("where the time goes (ms): the BPF object loads the injectors do, kernel BTF (%.1f MiB), and one RCU "
+	    "grace period\n\n", (double)bytes / (1 << 20));
+	emit(&t);
+}
+
 static void bench_latency(void)
 {
 	static struct lat_res res[NCASES];
@@ -513,42 +654,18 @@ static void bench_latency(void)
 	struct table tj = {.ncols = 4, .head = {"journal operation", "p50", "p90", "n"}};
 	struct table tp = {.ncols = 7, .head = {"CLI peer (fork+exec)", "add p50", "add p90", "del p50", "del p90",
 						 "n", "faultline apply p50 / CLI add p50"}};
-	struct fl_injector bare_inj = {.type = "bench.append"};
-	struct fl_fault bare = {.name = "bare-append", .inj = &bare_inj};
-	double app[MAXN], mark[MAXN];
+	static double app[NCASES * MAXN], mark[NCASES * MAXN];
+	int napp = 0;
 	struct fl_err e = {0};
 	int row = 0;
 
 	say("\n## apply and revert latency (ms; %d cycles after one warm-up, each: check, apply, revert, "
 	    "release, mark reverted)\n\n", W.o.cycles);
-	/* the journal alone: what every apply pays per record before it touches the kernel */
-	for (int i = 0; i < W.o.cycles; i++) {
-		int64_t t0 = now_ns();
-
-		if (fl_journal_append(W.j, &bare, "backend=none bench=%d", i) < 0)
-			W.failures++;
-		app[i] = ms_since(t0);
-		t0 = now_ns();
-		fl_journal_mark_fault_reverted(W.j, bare.name);
-		mark[i] = ms_since(t0);
-	}
-	table_set(&tj, 0, 0, "fl_journal_append (one record + fdatasync)");
-	table_set(&tj, 0, 1, "%.3f", median(app, W.o.cycles));
-	table_set(&tj, 0, 2, "%.3f", pct(app, W.o.cycles, 90));
-	table_set(&tj, 0, 3, "%d", W.o.cycles);
-	table_set(&tj, 1, 0, "fl_journal_mark_fault_reverted (one record)");
-	table_set(&tj, 1, 1, "%.3f", median(mark, W.o.cycles));
-	table_set(&tj, 1, 2, "%.3f", pct(mark, W.o.cycles, 90));
-	table_set(&tj, 1, 3, "%d", W.o.cycles);
-	say("journal in %s (%s)\n\n", W.jdir, W.o.jparent);
-	emit(&tj);
-
 	for (int i = 0; i < NCASES; i++) {
 		const struct lat_case *c = &lat_cases[i];
 		struct lat_res *r = &res[i];
 
-		printf("  ... %s\n", c->label);
-		fflush(stdout);
+		fprintf(stderr, "  ... %s\n", c->label);
 		lat_run(c, r);
 		table_set(&t, row, 0, "%s", c->label);
 		if (!r->ran || !r->n) {
@@ -563,19 +680,35 @@ static void bench_latency(void)
 		table_set(&t, row, 3, "%.2f", pct(r->apply, r->n, 90));
 		table_set(&t, row, 4, "%.2f", r->first_apply);
 		table_set(&t, row, 5, "%d", r->recs);
-		table_set(&t, row, 6, "%.2f", median(r->apply, r->n) - r->recs * median(app, W.o.cycles));
+		table_set(&t, row, 6, "%.2f", median(r->apply, r->n) - r->recs * median(r->bare, r->n));
 		table_set(&t, row, 7, "%.2f", median(r->revert, r->n));
 		table_set(&t, row, 8, "%.2f", pct(r->revert, r->n, 90));
 		table_set(&t, row, 9, "%.2f", median(r->mark, r->n));
 		table_set(&t, row, 10, "%d/%d / %d/%d", r->forced, r->n + 1, r->gone, r->n + 1);
 		row++;
 	}
+	for (int i = 0; i < NCASES; i++)
+		for (int k = 0; k < res[i].n; k++) {
+			app[napp] = res[i].bare[k];
+			mark[napp++] = res[i].bare_mark[k];
+		}
+	table_set(&tj, 0, 0, "fl_journal_append (one record + fdatasync)");
+	table_set(&tj, 0, 1, "%.3f", median(app, napp));
+	table_set(&tj, 0, 2, "%.3f", pct(app, napp, 90));
+	table_set(&tj, 0, 3, "%d", napp);
+	table_set(&tj, 1, 0, "fl_journal_mark_fault_reverted (one record)");
+	table_set(&tj, 1, 1, "%.3f", median(mark, napp));
+	table_set(&tj, 1, 2, "%.3f", pct(mark, napp, 90));
+	table_set(&tj, 1, 3, "%d", napp);
+	say("journal in %s (a dir made under %s); one bare append sampled in every cycle, next to the "
+	    "apply\n\n", W.jdir, W.o.jparent);
+	emit(&tj);
 	emit(&t);
 	for (int i = 0; i < NCASES; i++)
 		if (!res[i].ran)
 			say("- %s: skipped: %s\n", lat_cases[i].label, res[i].why);
-	say("\n\"apply - fsyncs\" = apply p50 minus (journal records x fl_journal_append p50): the kernel and "
-	    "process work. \"in force / gone\": cycles in which `iptables-save`, `tc qdisc show` or "
+	say("\n\"apply - fsyncs\" = apply p50 minus (journal records x that row's bare fl_journal_append p50): "
+	    "the kernel and process work. \"in force / gone\": cycles in which `iptables-save`, `tc qdisc show` or "
 	    "BPF_PROG_QUERY saw the objects after apply and none after revert.\n\n");
 
 	/* peers: the same kernel objects made by the CLIs, as a tool that shells out makes them */
@@ -633,15 +766,23 @@ static void bench_latency(void)
 			if (!peer[i].ran)
 				say("- peer \"%s\": skipped: %s\n", labels[i], peer[i].why);
 	}
+	bench_components();
 	{
 		bool over = false;
 
-		for (int i = 0; i < NCASES; i++)
-			if (res[i].ran && res[i].n && (pct(res[i].apply, res[i].n, 90) >= 5 || pct(res[i].revert, res[i].n, 90) >= 5)) {
-				say("- over the 5 ms goal (p90): %s: apply %.2f, revert %.2f ms\n", lat_cases[i].label,
-				    pct(res[i].apply, res[i].n, 90), pct(res[i].revert, res[i].n, 90));
-				over = true;
-			}
+		for (int i = 0; i < NCASES; i++) {
+			double ap, rv;
+
+			if (!res[i].ran || !res[i].n)
+				continue;
+			ap = pct(res[i].apply, res[i].n, 90);
+			rv = pct(res[i].revert, res[i].n, 90);
+			if (ap < 5 && rv < 5)
+				continue;
+			say("- over the 5 ms goal at p90: %s:%s%s\n", lat_cases[i].label,
+			    ap >= 5 ? " apply" : "", rv >= 5 ? " revert" : "");
+			over = true;
+		}
 		if (!over)
 			say("- every row that ran is under the 5 ms goal at p90\n");
 	}
@@ -649,8 +790,8 @@ static void bench_latency(void)
 
 /* ---- part 2: added-delay accuracy ----------------------------------------------------------- */
 
-/* ping from A to B: every reply's RTT in ms. */
-static int ping_rtts(int count, double *out)
+/* ping from A to B: every reply's RTT in ms, and ping's own mean (its summary has µs precision). */
+static int ping_rtts(int count, double *out, double *mean)
 {
 	char cmd[256], line[512];
 	FILE *p;
@@ -660,11 +801,15 @@ static int ping_rtts(int count, double *out)
 	p = popen(cmd, "r");
 	if (!p)
 		return 0;
+	*mean = NAN;
 	while (fgets(line, sizeof(line), p)) {
-		const char *t = strstr(line, "time=");
+		const char *t = strstr(line, "time="), *sum = strstr(line, "rtt min/avg/max/mdev = ");
+		double lo;
 
 		if (t && n < MAXS)
 			out[n++] = strtod(t + 5, NULL);
+		if (sum && sscanf(sum + strlen("rtt min/avg/max/mdev = "), "%lf/%lf", &lo, mean) != 2)
+			*mean = NAN;
 	}
 	pclose(p);
 	return n;
@@ -711,6 +856,7 @@ struct acc_row {
 	char why[1200];
 	int nb, nf;
 	double base, with, lo, hi, added;
+	double mean_added;   /* ICMP: from ping's summary means */
 	double fl;           /* faultline's own number */
 	double fl2;          /* TCP: hold_ms_mean (nfqueue) or delay in force (netem) */
 };
@@ -735,10 +881,11 @@ static void acc_icmp(const char *backend, int delay_ms, int count, struct acc_ro
 	struct fl_scenario *sc;
 	struct fl_fault *f;
 	struct fl_observation o = {0};
+	double mb, mf;
 
 	memset(r, 0, sizeof(*r));
 	r->delay_ms = delay_ms;
-	r->nb = ping_rtts(count, b);
+	r->nb = ping_rtts(count, b, &mb);
 	snprintf(yaml, sizeof(yaml),
 		 "  - {name: acc-icmp-%d, type: network.delay, duration: 60s, delay: %dms, backend: %s, "
 		 "match: {dst_ip: " ADDR_B ", protocol: icmp}}\n", delay_ms, delay_ms, backend);
@@ -747,7 +894,8 @@ static void acc_icmp(const char *backend, int delay_ms, int count, struct acc_ro
 		return;
 	f = &sc->faults[0];
 	if (acc_apply(f, r)) {
-		r->nf = ping_rtts(count, d);
+		r->nf = ping_rtts(count, d, &mf);
+		r->mean_added = mf - mb;
 		f->inj->observe(f, &o);
 		undo(f);
 		r->ok = r->nb > 0 && r->nf > 0;
@@ -810,16 +958,16 @@ static void acc_tcp(const char *backend, int delay_ms, int count, struct acc_row
 static void acc_backend(const char *backend)
 {
 	static const int delays[] = {1, 10, 100, 1000};
-	struct table ti = {.ncols = 9,
+	struct table ti = {.ncols = 10,
 			   .head = {"configured", "pings", "ping RTT, no fault (p50)", "ping RTT with fault: p50 (min-max)",
-				    "ping added (p50)", "error", "error %", "", "faultline / ping"}};
+				    "ping added (p50)", "ping added (mean)", "error (mean)", "error %", "", "faultline / ping (mean)"}};
 	struct table tt = {.ncols = 9,
 			   .head = {"configured", "connects", "connect(), no fault (p50)", "connect() with fault: p50 (min-max)",
 				    "connect() added (p50)", "error", "faultline added_rtt_ms", "", "faultline / connect()"}};
 	bool nfq = !strcmp(backend, "nfqueue");
 	struct fl_err e = {0};
 
-	ti.head[7] = nfq ? "faultline hold_ms_mean" : "faultline delay_in_force_ms";
+	ti.head[8] = nfq ? "faultline hold_ms_mean" : "faultline delay_in_force_ms";
 	tt.head[7] = nfq ? "hold_ms_mean" : "delay_in_force_ms";
 	if (probe_of(nfq ? PR_NFQ : PR_NETEM, &e)) {
 		say("\n## added-delay accuracy, backend %s: skipped: %s\n", backend, e.msg);
@@ -831,8 +979,7 @@ static void acc_backend(const char *backend)
 		struct acc_row r;
 		int k = delays[i] >= 1000 ? W.o.pings_long : W.o.pings;
 
-		printf("  ... icmp %d ms\n", delays[i]);
-		fflush(stdout);
+		fprintf(stderr, "  ... %s icmp %d ms\n", backend, delays[i]);
 		acc_icmp(backend, delays[i], k, &r);
 		table_set(&ti, i, 0, "%d", delays[i]);
 		table_set(&ti, i, 1, "%d/%d", r.nf, k);
@@ -845,20 +992,22 @@ static void acc_backend(const char *backend)
 		table_set(&ti, i, 2, "%.3f", r.base);
 		table_set(&ti, i, 3, "%.3f (%.3f-%.3f)", r.with, r.lo, r.hi);
 		table_set(&ti, i, 4, "%.3f", r.added);
-		table_set(&ti, i, 5, "%+.3f", r.added - delays[i]);
-		table_set(&ti, i, 6, "%+.1f%%", 100 * (r.added - delays[i]) / delays[i]);
-		table_set(&ti, i, 7, "%.3f", r.fl);
-		table_set(&ti, i, 8, "%.3f", r.fl / r.added);
+		table_set(&ti, i, 5, "%.3f", r.mean_added);
+		table_set(&ti, i, 6, "%+.3f", r.mean_added - delays[i]);
+		table_set(&ti, i, 7, "%+.1f%%", 100 * (r.mean_added - delays[i]) / delays[i]);
+		table_set(&ti, i, 8, "%.3f", r.fl);
+		table_set(&ti, i, 9, "%.3f", r.fl / r.mean_added);
 	}
 	emit(&ti);
+	say("ping prints each reply's time with 3 significant digits (1 ms steps from 100 ms up): the error "
+	    "is taken from its summary means, which have µs precision.\n\n");
 	say("TCP: match dst_port %s, protocol tcp, a listener in B; connect() timed in the bench, "
 	    "added_rtt_ms from faultline's own handshake probe (observe), ms\n\n", P_TCP);
 	for (int i = 0; i < 4; i++) {
 		struct acc_row r;
 		int k = delays[i] >= 1000 ? W.o.connects_long : W.o.connects;
 
-		printf("  ... tcp %d ms\n", delays[i]);
-		fflush(stdout);
+		fprintf(stderr, "  ... %s tcp %d ms\n", backend, delays[i]);
 		acc_tcp(backend, delays[i], k, &r);
 		table_set(&tt, i, 0, "%d", delays[i]);
 		table_set(&tt, i, 1, "%d/%d", r.nf, k);
@@ -1053,62 +1202,115 @@ static int setup(void)
 	return 0;
 }
 
-/* Processes whose process group is pgid (the worker's: listener, ping, sh). */
-static int group_members(pid_t pgid)
+/*
+ * Reap every descendant: the parent is a child subreaper, so the worker's orphans (a delayer or
+ * tool child that outlived it, the listener) come to it. Those still running after a grace
+ * period are ours by descent and get SIGKILL. Returns how many were reaped; *left = still there.
+ */
+static int reap_descendants(int *left)
 {
-	DIR *d = opendir("/proc");
-	struct dirent *de;
-	int n = 0;
+	int reaped = 0;
+	int64_t until = now_ns() + 3000000000LL;
 
-	while (d && (de = readdir(d))) {
-		pid_t pid = (pid_t)atoi(de->d_name), pg;
+	*left = 0;
+	for (;;) {
+		pid_t p = waitpid(-1, NULL, WNOHANG);
 
-		if (pid > 0 && pid != pgid && !fl_proc_pgid(pid, &pg) && pg == pgid)
-			n++;
+		if (p > 0) {
+			reaped++;
+			continue;
+		}
+		if (p < 0 && errno == ECHILD)
+			return reaped;
+		if (now_ns() > until)
+			break;
+		if (now_ns() > until - 2000000000LL) {
+			DIR *d = opendir("/proc");
+			struct dirent *de;
+
+			while (d && (de = readdir(d))) {
+				pid_t pid = (pid_t)atoi(de->d_name), pp;
+
+				if (pid > 0 && !fl_proc_ppid(pid, &pp) && pp == getpid())
+					kill(pid, SIGKILL);
+			}
+			if (d)
+				closedir(d);
+		}
+		usleep(10000);
 	}
-	if (d)
-		closedir(d);
-	return n;
+	while (waitpid(-1, NULL, WNOHANG) > 0)
+		reaped++;
+	*left = waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD ? 0 : 1;
+	return reaped;
+}
+
+struct journal_view {
+	bool present;
+	int recs, unreverted, delayers, delayers_alive;
+};
+
+static void journal_look(const char *path, struct journal_view *v, bool mark_bare)
+{
+	struct fl_journal_info info = {0};
+	struct fl_err e = {0};
+	struct stat sb;
+
+	memset(v, 0, sizeof(*v));
+	if (stat(path, &sb) || fl_journal_read(path, &info, &e))
+		return;
+	v->present = true;
+	v->recs = info.nrecs;
+	for (int i = 0; i < info.nrecs; i++) {
+		const struct fl_journal_rec *r = &info.recs[i];
+		int64_t pid;
+		uint64_t start;
+
+		/* a bare append announces no side effect: nothing to revert, only to mark */
+		if (mark_bare && !r->reverted && !strcmp(r->injector, bare_inj.type))
+			fl_journal_mark_reverted_path(path, r->seq, NULL);
+		else
+			v->unreverted += !r->reverted;
+		if (!fl_rec_get_i64(r, "child", &pid) && !fl_rec_get_u64(r, "start", &start)) {
+			v->delayers++;
+			/* the same process (pid + start time), not whoever has the pid now */
+			v->delayers_alive += fl_proc_same((pid_t)pid, start) > 0;
+		}
+	}
+	fl_journal_info_free(&info);
 }
 
 /* Undo the world; then check it is gone and say so. 0 when everything is back as it was. */
 static int cleanup_and_verify(pid_t worker)
 {
-	struct fl_journal_info info = {0};
-	struct fl_err e = {0};
+	struct fl_recover_stats rs = {0};
+	struct journal_view jv = {0}, after = {0};
 	char path[400];
 	struct stat sb;
-	int bad = 0, recs = 0, unreverted = 0, delayers = 0, delayers_alive = 0, members = 0;
-	bool have_journal = false;
+	int bad = 0, reaped = 0, left = 0, alive;
 	long host_rules;
-	bool host_link;
+	bool host_link, recovered = false;
 
 	if (worker > 0) {
 		/* stragglers of the worker's group, while its zombie keeps the group id ours */
 		kill(-worker, SIGKILL);
 		while (waitpid(worker, NULL, 0) < 0 && errno == EINTR)
 			;
-		members = group_members(worker);
+		g_worker = 0; /* reaped: its pid and group id are no longer ours to signal */
+		reaped = reap_descendants(&left);
 	}
+	snprintf(path, sizeof(path), "%s/%s.journal", W.jdir, W.run_id);
 	if (W.jdir[0]) {
-		snprintf(path, sizeof(path), "%s/%s.journal", W.jdir, W.run_id);
-		if (!stat(path, &sb) && !fl_journal_read(path, &info, &e)) {
-			have_journal = true;
-			recs = info.nrecs;
-			for (int i = 0; i < info.nrecs; i++) {
-				int64_t pid;
-				uint64_t start;
-
-				unreverted += !info.recs[i].reverted;
-				if (!fl_rec_get_i64(&info.recs[i], "child", &pid) &&
-				    !fl_rec_get_u64(&info.recs[i], "start", &start)) {
-					delayers++;
-					/* the same process (pid + start time), not whoever has the pid now */
-					delayers_alive += fl_proc_same((pid_t)pid, start) > 0;
-				}
-			}
-			fl_journal_info_free(&info);
+		journal_look(path, &jv, true);
+		/* the worker died with faults applied: undo them from the journal alone, as recover would */
+		if (jv.unreverted) {
+			printf("\nthe worker left %d unreverted journal record(s): reverting them from the journal\n",
+			       jv.unreverted);
+			fl_recover_journal(path, true, stdout, &rs);
+			recovered = true;
+			reaped += reap_descendants(&left);
 		}
+		journal_look(path, &after, false);
 	}
 	if (W.made_b)
 		sh("ip netns del %s 2>/dev/null", W.ns_b);
@@ -1139,17 +1341,39 @@ static int cleanup_and_verify(pid_t worker)
 	printf("%ld iptables rules naming the run on the host; ", host_rules);
 	bad += host_link;
 	printf("veth %s %s; ", W.veth_a, host_link ? "STILL ON THE HOST" : "gone (and its qdiscs)");
-	if (have_journal) {
-		bad += unreverted != 0;
-		printf("journal: %d records, %d unreverted; ", recs, unreverted);
+	if (jv.present) {
+		printf("journal: %d records, %d unreverted when the worker ended", jv.recs, jv.unreverted);
+		if (recovered)
+			printf(", %d reverted from the journal, %d failed", rs.reverted, rs.failed);
+		bad += after.present && after.unreverted;
+		printf("; ");
 	}
-	bad += delayers_alive + members;
-	printf("%d delayers started, %d alive; %d processes left in the worker's group; ", delayers, delayers_alive,
-	       members);
+	alive = after.present ? after.delayers_alive : jv.delayers_alive;
+	bad += alive + left;
+	printf("%d delayers started, %d alive; %d descendant(s) reaped after the worker, %s; ", jv.delayers, alive,
+	       reaped, left ? "SOME STILL RUNNING" : "none left");
 	bad += W.jdir[0] && !stat(W.jdir, &sb);
 	printf("journal dir %s\n", W.jdir[0] && !stat(W.jdir, &sb) ? "STILL THERE" : "removed");
 	printf("cleanup %s\n", bad ? "INCOMPLETE" : "verified: the host is as it was");
 	return bad;
+}
+
+/* Busy and total jiffies of all CPUs (/proc/stat "cpu" line). */
+static void cpu_jiffies(unsigned long long *busy, unsigned long long *total)
+{
+	unsigned long long v[8] = {0};
+	FILE *f = fopen("/proc/stat", "re");
+
+	*busy = *total = 0;
+	if (!f)
+		return;
+	/* user nice system idle iowait irq softirq steal */
+	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
+		   &v[7]) == 8) {
+		*busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
+		*total = *busy + v[3] + v[4];
+	}
+	fclose(f);
 }
 
 static void usage(const char *me)
@@ -1173,6 +1397,8 @@ int main(int argc, char **argv)
 	struct sigaction sa = {.sa_handler = on_signal};
 	int opt, rc = FL_EXIT_FAIL, status = 0;
 	pid_t worker = -1;
+	unsigned long long busy0, total0;
+	int64_t t_start;
 
 	W.o = (struct opts){.cycles = 20, .pings = 20, .connects = 10, .connects_long = 3, .latency = true,
 			    .accuracy = true, .jparent = "/tmp"};
@@ -1221,6 +1447,10 @@ int main(int argc, char **argv)
 		return FL_EXIT_UNRUNNABLE;
 	}
 	W.pid = getpid();
+	cpu_jiffies(&busy0, &total0);
+	t_start = now_ns();
+	/* the worker's orphans (delayers, tool children) come back to us, to be reaped and counted */
+	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	sigaction(SIGINT, &sa, NULL);
 	sigaction(SIGTERM, &sa, NULL);
 	sigaction(SIGHUP, &sa, NULL);
@@ -1258,6 +1488,23 @@ int main(int argc, char **argv)
 	}
 	if (cleanup_and_verify(worker) && rc == FL_EXIT_PASS)
 		rc = FL_EXIT_FAIL;
+	{
+		/* the noise meter: CPU time the rest of the machine used while the bench ran */
+		struct rusage self, kids;
+		unsigned long long busy1, total1;
+		double hz = (double)sysconf(_SC_CLK_TCK), ours, all;
+
+		cpu_jiffies(&busy1, &total1);
+		getrusage(RUSAGE_SELF, &self);
+		getrusage(RUSAGE_CHILDREN, &kids);
+		ours = (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec + kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +
+		       (double)(self.ru_utime.tv_usec + self.ru_stime.tv_usec + kids.ru_utime.tv_usec +
+				kids.ru_stime.tv_usec) / 1e6;
+		all = (double)(busy1 - busy0) / hz;
+		printf("CPU over the run (%.0f s wall, %.0f CPU-seconds): this bench and its children %.1f s, everything "
+		       "else %.1f s\n", ms_since(t_start) / 1000, (double)(total1 - total0) / hz, ours,
+		       all > ours ? all - ours : 0.0);
+	}
 	if (g_signal) {
 		fprintf(stderr, "bench_net: stopped by %s; cleaned up\n", strsignal(g_signal));
 		rc = FL_EXIT_ABORTED;

@@ -124,7 +124,7 @@ load: {rate: 10/s}
 slo: {good: {latency: 100ms}, survival_ratio: 50%}
 faults:
   - {name: lag, type: network.delay, duration: 1s, delay: 100ms, match: {dst_ip: 127.0.0.1, dst_port: 9}}
-  - {name: bw, type: network.bandwidth, duration: 1s, rate: 1Mbit/s, match: {dst_ip: 127.0.0.1, dst_port: 9}}
+  - {name: bw, type: network.bandwidth, duration: 1s, rate: 1Mbit/s, match: {dst_ip: 127.0.0.1, dst_port: 10}}
   - {name: cut, type: network.partition, duration: 1s, match: {dst_ip: 127.0.0.1, dst_port: 9}}
 EOF
 	strace -f -qq -e trace=process,write,openat,mkdir,unlink,kill,bpf,socket,sendto,sendmsg,prlimit64 \

@@ -67,8 +67,10 @@ static void tc_view(const struct world *w, char *buf, size_t len)
 {
 	char cmd[512];
 
-	snprintf(cmd, sizeof(cmd), "tc -n %s qdisc show dev veth-a; tc -n %s class show dev veth-a; "
-				   "tc -n %s filter show dev veth-a", w->ns_a, w->ns_a, w->ns_a);
+	/* configuration only: a restored qdisc is a new one, its counters (htb's direct_packets_stat) restart */
+	snprintf(cmd, sizeof(cmd), "{ tc -n %s qdisc show dev veth-a; tc -n %s class show dev veth-a; "
+				   "tc -n %s filter show dev veth-a; } | sed 's/direct_packets_stat [0-9]* //'",
+		 w->ns_a, w->ns_a, w->ns_a);
 	capture(cmd, buf, len);
 }
 
@@ -394,11 +396,13 @@ static void test_user_root_restored_exactly(void **state)
 	char before[8192], during[8192], back[8192];
 
 	SKIP_UNLESS_ROOT(w);
-	assert_int_equal(sh("tc -n %s qdisc add dev veth-a root handle 7: htb default 20 && "
+	/* default 99 names no class: traffic takes htb's direct queue, whose live counter is in the dump */
+	assert_int_equal(sh("tc -n %s qdisc add dev veth-a root handle 7: htb default 99 && "
 			    "tc -n %s class add dev veth-a parent 7: classid 7:10 htb rate 50mbit && "
 			    "tc -n %s class add dev veth-a parent 7: classid 7:20 htb rate 20mbit ceil 40mbit && "
 			    "tc -n %s qdisc add dev veth-a parent 7:20 handle 21: tbf rate 30mbit burst 32k latency 40ms",
 			    w->ns_a, w->ns_a, w->ns_a, w->ns_a), 0);
+	assert_int_equal(sh("ip netns exec %s ping -c 3 -i 0.2 -q " ADDR_B " >/dev/null", w->ns_a), 0);
 	tc_view(w, before, sizeof(before));
 	sc = scenario_with("  - {name: bw2, type: network.bandwidth, duration: 5s, rate: 1Mbit/s, "
 			   "match: {dst_ip: " ADDR_B ", dst_port: 18501}}\n");
@@ -420,6 +424,14 @@ static void test_user_root_restored_exactly(void **state)
 	if (strcmp(back, before))
 		print_message("before:\n%s\nafter:\n%s\n", before, back);
 	assert_string_equal(back, before);
+	/* the saved copy is gone once the tree is verified back */
+	{
+		char cmd[128], left[256];
+
+		snprintf(cmd, sizeof(cmd), "ls %s | grep -c saved", w->dir);
+		capture(cmd, left, sizeof(left));
+		assert_int_equal(atoi(left), 0);
+	}
 	fl_journal_mark_fault_reverted(w->j, f->name);
 	release(f);
 	fl_scenario_free(sc);
@@ -497,6 +509,57 @@ static void test_stacked_faults_and_revert_record(void **state)
 	for (int i = 0; i < 2; i++)
 		release(&sc->faults[i]);
 	fl_scenario_free(sc);
+}
+
+/*
+ * A record whose root vanished must not undo another run's fault that took the same minor
+ * afterwards (two state dirs on one host): ownership is the filter's name, not the slot number.
+ */
+static void test_foreign_slot_untouched(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc, *sc2;
+	struct fl_journal *other;
+	struct fl_journal_info info;
+	struct fl_err e;
+	char odir[64], during[8192], after[8192];
+
+	SKIP_UNLESS_ROOT(w);
+	/* two scenarios: in one, the same match at the same time would be refused at load */
+	sc = scenario_with("  - {name: mine, type: network.bandwidth, duration: 5s, rate: 1Mbit/s, "
+			   "match: {dst_ip: " ADDR_B "}}\n");
+	sc2 = scenario_with("  - {name: theirs, type: network.bandwidth, duration: 5s, rate: 2Mbit/s, "
+			    "match: {dst_ip: " ADDR_B "}}\n");
+	sc->faults[0].target = sc2->faults[0].target = &w->info;
+	assert_int_equal(sc->faults[0].inj->apply(&sc->faults[0], w->j, &e), 0);
+	/* our root disappears behind our back (someone ran tc qdisc del) */
+	assert_int_equal(sh("tc -n %s qdisc del dev veth-a root", w->ns_a), 0);
+	/* another run, another state dir, takes the interface and minor 1 */
+	snprintf(odir, sizeof(odir), "/tmp/fl-tc-other-XXXXXX");
+	assert_non_null(mkdtemp(odir));
+	assert_int_equal(fl_journal_open(odir, "20261201T000001-1-beef", "other", &other, &e), 0);
+	assert_int_equal(sc2->faults[0].inj->apply(&sc2->faults[0], other, &e), 0);
+	tc_view(w, during, sizeof(during));
+	assert_non_null(strstr(during, "faultline-20261201T000001-1-beef-theirs"));
+	/* our record, replayed: nothing of the other run may go */
+	assert_int_equal(fl_journal_read(fl_journal_path(w->j), &info, &e), 0);
+	for (int i = info.nrecs - 1; i >= 0; i--)
+		if (!info.recs[i].reverted && !strcmp(info.recs[i].fault, "mine"))
+			assert_int_equal(fl_injector_find(info.recs[i].injector)->revert_record(&info.recs[i], &e), 0);
+	fl_journal_info_free(&info);
+	fl_journal_mark_fault_reverted(w->j, "mine");
+	tc_view(w, after, sizeof(after));
+	assert_string_equal(after, during);
+	/* theirs reverts normally and the interface is back as it was */
+	assert_int_equal(sc2->faults[0].inj->revert(&sc2->faults[0], &e), 0);
+	tc_view(w, after, sizeof(after));
+	assert_string_equal(after, w->before);
+	fl_journal_close(other, false);
+	sh("rm -rf %s", odir);
+	release(&sc->faults[0]);
+	release(&sc2->faults[0]);
+	fl_scenario_free(sc);
+	fl_scenario_free(sc2);
 }
 
 static bool dead_if_not_ours(const struct fl_sweep *sw, const char *run_id)
@@ -746,6 +809,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_user_root_restored_exactly, clean_iface),
 		cmocka_unit_test_teardown(test_stacked_faults_and_revert_record, clean_iface),
 		cmocka_unit_test_teardown(test_sweep_orphan_root, clean_iface),
+		cmocka_unit_test_teardown(test_foreign_slot_untouched, clean_iface),
 		cmocka_unit_test_teardown(test_netem_delay_accuracy, clean_iface),
 		cmocka_unit_test_teardown(test_netem_jitter, clean_iface),
 		cmocka_unit_test_teardown(test_netem_loss_accuracy, clean_iface),

@@ -199,6 +199,41 @@ static void test_duplicate_fault_name(void **state)
 	free(y);
 }
 
+#define NET_HEAD "version: 1\nname: t\ntarget: {url: \"http://127.0.0.1:9/\", pid: 4242}\n" \
+		 "load: {rate: 10/s}\nslo: {good: {latency: 100ms}, survival_ratio: 50%}\nfaults:\n"
+
+/* Rules the tables cannot say: across fields of one fault, and between faults in force at once. */
+static void test_network_cross_rules(void **state)
+{
+	char *t;
+
+	(void)state;
+	expect_error(NET_HEAD "  - {name: a, type: network.loss, duration: 1s, percent: 5%, "
+			      "match: {protocol: icmp, dst_port: 53}}\n",
+		     "t.yaml:7:96: error: faults.a: match: icmp has no ports", "protocol: tcp or udp");
+	expect_error(NET_HEAD "  - {name: a, type: network.bandwidth, duration: 1s, rate: 1MiB/s, limit: 1MiB, "
+			      "latency: 10ms, match: {dst_port: 9}}\n",
+		     "t.yaml:7:75: error: faults.a: limit and latency", "one of them");
+	expect_error(NET_HEAD "  - {name: a, type: network.delay, duration: 10s, delay: 1ms, "
+			      "match: {dst_ip: 10.0.0.0/8, dst_port: 5432}}\n"
+			      "  - {name: b, type: network.loss, at: 5s, duration: 5s, percent: 1%, "
+			      "match: {dst_ip: 10.9.9.9, dst_port: 5432}}\n",
+		     "t.yaml:8:5: error: faults.b: acts on the same packets as a", "network.delay also takes loss");
+	/* told apart by a port, by time, or by a different mechanism: accepted */
+	t = diags_str(NET_HEAD "  - {name: a, type: network.delay, duration: 10s, delay: 1ms, "
+			       "match: {dst_ip: 10.0.0.0/8, dst_port: 5432}}\n"
+			       "  - {name: b, type: network.loss, duration: 5s, percent: 1%, "
+			       "match: {dst_ip: 10.9.9.9, dst_port: 6379}}\n"
+			       "  - {name: c, type: network.loss, at: 10s, duration: 5s, percent: 1%, "
+			       "match: {dst_port: 5432}}\n"
+			       "  - {name: d, type: network.loss, duration: 5s, percent: 1%, backend: cgroup, "
+			       "match: {direction: ingress, src_port: 5432}}\n"
+			       "  - {name: e, type: network.delay, duration: 10s, delay: 1ms, "
+			       "match: {dst_ip: 192.168.0.0/16, dst_port: 5432}}\n");
+	if (t)
+		fail_msg("expected no error, got\n%s", t);
+}
+
 static void test_unknown_fault_type(void **state)
 {
 	(void)state;
@@ -507,6 +542,7 @@ int main(void)
 		cmocka_unit_test(test_deep_nesting_is_bounded),
 		cmocka_unit_test(test_library_validates),
 		cmocka_unit_test(test_broken_corpus),
+		cmocka_unit_test(test_network_cross_rules),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
