@@ -1,4 +1,9 @@
 /* Kernel side of the cgroup-scoped network faults: connect/sendmsg refusals and skb drops for the sockets of one cgroup v2 directory. */
+/*
+ * Headers are read only from packet copies and the context, which need no relocation: without
+ * CO-RE records libbpf need not parse the kernel's BTF at load (~5 ms of every apply).
+ */
+#define BPF_NO_PRESERVE_ACCESS_INDEX
 #include "vmlinux.h"
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>

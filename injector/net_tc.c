@@ -1424,7 +1424,9 @@ static int tc_revert(void *state, struct fl_err *err)
 		return rc;
 	st->reverted = true;
 	fl_rtt_probe_close(&st->probe);
-	classifier_unload(&st->skel);
+	/* the filter is gone, so is the effect; the kernel frees the program a grace period later */
+	net_tc__destroy(st->skel);
+	st->skel = NULL;
 	return 0;
 }
 
