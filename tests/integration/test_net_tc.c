@@ -719,7 +719,7 @@ static void test_netem_jitter(void **state)
 	struct fl_scenario *sc;
 	struct fl_fault *f;
 	struct fl_err e;
-	double v[60], base, mean = 0, var = 0, lo = 1e9, hi = 0;
+	double v[60], base, mean = 0, var = 0, lo = 1e9, hi = 0; /* lo/hi: printed, not judged */
 
 	SKIP_UNLESS_ROOT(w);
 	fl_err_clear(&e);
@@ -747,8 +747,18 @@ static void test_netem_jitter(void **state)
 		      mean, sqrt(var), lo, hi);
 	assert_true(mean > 47 && mean < 53);
 	assert_true(sqrt(var) > 3.5 && sqrt(var) < 8);
-	/* uniform in 40..60, plus the TCG VM's own timing noise (its handshakes run ~1.5 ms long) */
-	assert_true(lo > 37 && hi < 66);
+	/*
+	 * uniform in 40..60: with the TCG VM's own timing noise (its handshakes run ~1.5 ms long,
+	 * and a busy host can stall a vCPU for ~10 ms now and then) at least 57 of 60 inside 38..64
+	 */
+	{
+		int inside = 0;
+
+		for (int i = 0; i < 60; i++)
+			inside += v[i] > 38 && v[i] < 64;
+		print_message("  %d of 60 inside 38..64 ms\n", inside);
+		assert_true(inside >= 57);
+	}
 	assert_int_equal(f->inj->revert(f, &e), 0);
 	fl_journal_mark_fault_reverted(w->j, f->name);
 	release(f);
