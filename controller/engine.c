@@ -590,6 +590,21 @@ static int start_load(struct engine *e, struct fl_err *err)
 	return 0;
 }
 
+/* In the target's child, just before exec: each fault's own set-up (async-signal-safe). */
+static int launch_child_hooks(void *arg)
+{
+	struct engine *e = arg;
+
+	for (int i = 0; i < e->sc->nfaults; i++) {
+		struct fl_fault *f = &e->sc->faults[i];
+		int rc;
+
+		if (f->inj->launch_child && (rc = f->inj->launch_child(f)) < 0)
+			return rc;
+	}
+	return 0;
+}
+
 /* The launched target is a side effect too: the guardian and recover must be able to stop it. */
 static int journal_target(struct engine *e, const struct fl_target *t)
 {
@@ -667,10 +682,18 @@ int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, 
 	beat(&e);
 	say(&e, "faultline run %s: scenario %s, report dir %s", run->run_id, sc->name, run->report_dir);
 
-	if (sc->target.run.n)
-		rc = fl_target_launch(&sc->target, run->run_id, run->report_dir, sc->allow_host_wide,
-				      &run->target, &err);
-	else
+	if (sc->target.run.n) {
+		/* faults that must be set up inside the target (seccomp) prepare around its fork */
+		for (int i = 0; i < sc->nfaults && !rc; i++)
+			if (sc->faults[i].inj->launch_prepare)
+				rc = sc->faults[i].inj->launch_prepare(&sc->faults[i], e.journal, &err);
+		if (!rc)
+			rc = fl_target_launch(&sc->target, run->run_id, run->report_dir, sc->allow_host_wide,
+					      launch_child_hooks, &e, &run->target, &err);
+		for (int i = 0; i < sc->nfaults; i++)
+			if (sc->faults[i].inj->launch_done)
+				sc->faults[i].inj->launch_done(&sc->faults[i], run->target ? run->target->info.pid : 0);
+	} else
 		rc = fl_target_attach(&sc->target, sc->allow_host_wide, &run->target, &err);
 	if (rc) {
 		set_outcome(run, FL_OUT_UNRUNNABLE, "target: %s; nothing was injected", err.msg);

@@ -31,45 +31,6 @@ static int64_t mono_ns(void)
 
 /* ---- cgroup mounts ---------------------------------------------------------------------- */
 
-/* Mount point of the cgroup2 hierarchy, or of the v1 hierarchy carrying `controller`. */
-static int find_mount(const char *controller, char *out, size_t len)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int rc = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char mnt[4096], fstype[64], opts[1024];
-		char *sep = strstr(line, " - ");
-
-		/* fields: id parent maj:min root mount-point options ... - fstype source super-options */
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
-		    sscanf(sep + 3, "%63s %*s %1023s", fstype, opts) != 2)
-			continue;
-		if (!controller && !strcmp(fstype, "cgroup2")) {
-			snprintf(out, len, "%s", mnt);
-			rc = 0;
-			break;
-		}
-		if (controller && !strcmp(fstype, "cgroup")) {
-			char *save = NULL;
-
-			for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
-				if (!strcmp(o, controller)) {
-					snprintf(out, len, "%s", mnt);
-					rc = 0;
-				}
-			}
-			if (!rc)
-				break;
-		}
-	}
-	fclose(f);
-	return rc;
-}
-
 static bool file_has_word(const char *path, const char *word)
 {
 	char buf[1024];
@@ -132,7 +93,7 @@ static int add_own_cgroup(struct fl_target *t, const char *mount, const char *ru
 
 /* In the child: join the cgroups, set up stdio, environment and signals, exec. Never returns. */
 static void child_exec(const struct fl_target_spec *spec, const struct fl_target *t, int logfd,
-		       int errfd, pid_t parent)
+		       int errfd, pid_t parent, int (*hook)(void *), void *hook_arg)
 {
 	sigset_t none;
 	int e;
@@ -179,6 +140,9 @@ static void child_exec(const struct fl_target_spec *spec, const struct fl_target
 		setenv(spec->env[i].key, spec->env[i].value, 1);
 	/* the target must not inherit faultline's fds (the journal, sockets, the epoll) */
 	syscall(SYS_close_range, 3, ~0U, CLOSE_RANGE_CLOEXEC);
+	/* last, so nothing of our own set-up passes through what it installs (a seccomp filter) */
+	if (hook && (e = hook(hook_arg)) < 0)
+		goto fail;
 	execvp(spec->run.v[0], spec->run.v);
 	e = -errno;
 fail:
@@ -188,7 +152,8 @@ fail:
 }
 
 int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, const char *log_dir,
-		     bool allow_host_wide, struct fl_target **out, struct fl_err *err)
+		     bool allow_host_wide, int (*child_hook)(void *), void *hook_arg,
+		     struct fl_target **out, struct fl_err *err)
 {
 	struct fl_target *t = calloc(1, sizeof(*t));
 	char mount[4096], **argv = NULL;
@@ -213,7 +178,7 @@ int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, cons
 		goto fail;
 	}
 	/* cgroup v2 for BPF scoping; v1 memory/cpu where those controllers live on v1 */
-	if (find_mount(NULL, mount, sizeof(mount)) == 0) {
+	if (fl_cgroup_mount(NULL, mount, sizeof(mount)) == 0) {
 		rc = add_own_cgroup(t, mount, run_id, err);
 		if (rc)
 			goto fail;
@@ -226,13 +191,13 @@ int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, cons
 				snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->info.cgroup_v2);
 		}
 	}
-	if (!t->info.memcg[0] && find_mount("memory", mount, sizeof(mount)) == 0) {
+	if (!t->info.memcg[0] && fl_cgroup_mount("memory", mount, sizeof(mount)) == 0) {
 		rc = add_own_cgroup(t, mount, run_id, err);
 		if (rc)
 			goto fail;
 		snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->own_cgroups[t->n_own_cgroups - 1]);
 	}
-	if (find_mount("cpu", mount, sizeof(mount)) == 0 && strcmp(mount, t->info.memcg) &&
+	if (fl_cgroup_mount("cpu", mount, sizeof(mount)) == 0 && strcmp(mount, t->info.memcg) &&
 	    t->n_own_cgroups < 4) {
 		rc = add_own_cgroup(t, mount, run_id, err);
 		if (rc)
@@ -259,7 +224,7 @@ int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, cons
 			goto fail;
 		}
 		if (pid == 0)
-			child_exec(spec, t, logfd, pipefd[1], parent);
+			child_exec(spec, t, logfd, pipefd[1], parent, child_hook, hook_arg);
 	}
 	close(pipefd[1]);
 	pipefd[1] = -1;
@@ -321,9 +286,9 @@ static void cgroups_of(struct fl_target *t)
 			*nl = '\0';
 		if (!c2)
 			continue;
-		if (!strncmp(line, "0::", 3) && find_mount(NULL, mount, sizeof(mount)) == 0)
+		if (!strncmp(line, "0::", 3) && fl_cgroup_mount(NULL, mount, sizeof(mount)) == 0)
 			snprintf(t->info.cgroup_v2, sizeof(t->info.cgroup_v2), "%s%s", mount, c2 + 1);
-		if (strstr(c1, ":memory:") == c1 && find_mount("memory", mount, sizeof(mount)) == 0)
+		if (strstr(c1, ":memory:") == c1 && fl_cgroup_mount("memory", mount, sizeof(mount)) == 0)
 			snprintf(t->info.memcg, sizeof(t->info.memcg), "%s%s", mount, c2 + 1);
 	}
 	fclose(f);
@@ -438,7 +403,7 @@ int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, st
 		return fl_err_set(err, -ENOMEM, "out of memory");
 	t->pidfd = -1;
 	t->info.allow_host_wide = allow_host_wide;
-	find_mount(NULL, mount, sizeof(mount));
+	fl_cgroup_mount(NULL, mount, sizeof(mount));
 	if (spec->pid) {
 		t->info.pid = spec->pid;
 	} else if (spec->pidfile) {
@@ -697,7 +662,7 @@ int fl_cgroup_owned_each(int (*cb)(const char *dir, const char *run_id, void *ar
 		bool dup = false;
 		DIR *d;
 
-		if (find_mount(hierarchies[h], mount, sizeof(mount)) || !mount[0])
+		if (fl_cgroup_mount(hierarchies[h], mount, sizeof(mount)) || !mount[0])
 			continue;
 		for (int k = 0; k < h; k++)
 			dup |= !strcmp(seen[k], mount);

@@ -31,10 +31,13 @@ struct fl_target {
  * cgroup v2 dir (for BPF scoping) and new v1 memory/cpu cgroups, all named "faultline-RUNID".
  * stdout and stderr go to LOG_DIR/target.log. The child gets PR_SET_PDEATHSIG(SIGKILL) so it
  * never outlives a crashed controller. argv[0] is resolved from the current directory or PATH.
- * Returns 0, or -errno with err saying why (exit 3 for the caller).
+ * child_hook (may be NULL) runs in the child just before exec, async-signal-safe work only; a
+ * negative return fails the launch with that errno. Returns 0, or -errno with err saying why
+ * (exit 3 for the caller).
  */
 int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, const char *log_dir,
-		     bool allow_host_wide, struct fl_target **out, struct fl_err *err);
+		     bool allow_host_wide, int (*child_hook)(void *), void *hook_arg,
+		     struct fl_target **out, struct fl_err *err);
 /* Find an already running target by pid, pidfile, cgroup path or systemd unit (exactly one set). */
 int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, struct fl_target **out,
 		     struct fl_err *err);

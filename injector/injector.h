@@ -157,6 +157,18 @@ struct fl_injector {
 	int (*revert_record)(const struct fl_journal_rec *rec, struct fl_err *err);
 	/* Remove owned objects of runs nobody will revert (see struct fl_sweep); NULL: names none. */
 	int (*sweep)(const struct fl_sweep *sw);
+	/*
+	 * For a target faultline launches, set-up that must happen inside it between fork and exec
+	 * (a seccomp filter can only be installed by the process itself). NULL ops: none.
+	 *   launch_prepare  parent, before the fork, for each such fault (may start a helper child,
+	 *                   journaled); 0, or -errno: the run cannot start (exit 3)
+	 *   launch_child    the target's child just before exec: async-signal-safe work only;
+	 *                   a negative errno fails the launch
+	 *   launch_done     parent, after the exec (pid) or a failed launch (pid 0)
+	 */
+	int (*launch_prepare)(struct fl_fault *f, struct fl_journal *j, struct fl_err *err);
+	int (*launch_child)(struct fl_fault *f);
+	void (*launch_done)(struct fl_fault *f, pid_t pid);
 };
 
 /*

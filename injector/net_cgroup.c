@@ -96,30 +96,6 @@ void fl_cg_progs_format(unsigned hooks, char *buf, size_t len)
 
 /* ---- scope ---------------------------------------------------------------------------------- */
 
-/* The first cgroup2 mount point, from /proc/self/mountinfo. */
-static int cgroup2_mount(char *out, size_t len)
-{
-	FILE *f = fopen("/proc/self/mountinfo", "re");
-	char line[4096];
-	int rc = -ENOENT;
-
-	if (!f)
-		return -errno;
-	while (fgets(line, sizeof(line), f)) {
-		char mnt[4096], fstype[64];
-		char *sep = strstr(line, " - ");
-
-		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
-		    sscanf(sep + 3, "%63s", fstype) != 1 || strcmp(fstype, "cgroup2"))
-			continue;
-		snprintf(out, len, "%s", mnt);
-		rc = 0;
-		break;
-	}
-	fclose(f);
-	return rc;
-}
-
 static bool is_cgroup2_root(const char *dir, const struct stat *st)
 {
 	char mount[4096], a[PATH_MAX], b[PATH_MAX];
@@ -127,7 +103,7 @@ static bool is_cgroup2_root(const char *dir, const struct stat *st)
 	/* the root cgroup is kernfs node 1; inside a cgroup namespace the mount's root is the root */
 	if (st->st_ino == 1)
 		return true;
-	return cgroup2_mount(mount, sizeof(mount)) == 0 && realpath(dir, a) && realpath(mount, b) &&
+	return fl_cgroup_mount(NULL, mount, sizeof(mount)) == 0 && realpath(dir, a) && realpath(mount, b) &&
 	       !strcmp(a, b);
 }
 
@@ -350,7 +326,7 @@ int fl_cg_probe(struct fl_err *err)
 	libbpf_print_fn_t quiet;
 	int rc;
 
-	if (cgroup2_mount(mount, sizeof(mount))) {
+	if (fl_cgroup_mount(NULL, mount, sizeof(mount))) {
 		fl_err_set(err, -ENOENT, "no cgroup v2 hierarchy is mounted: the BPF cgroup hooks attach "
 					 "to cgroup v2 directories");
 		fl_err_hint(err, "mount -t cgroup2 none /sys/fs/cgroup/unified (it can live beside v1)");

@@ -1,4 +1,4 @@
-/* /proc readers: process identity, state, process group and open fd count. */
+/* /proc and cgroup readers: process identity, state, process group, open fd count, cgroup mounts. */
 #include "procfs.h"
 
 #include <dirent.h>
@@ -159,4 +159,42 @@ int fl_have_cap(int cap)
 		}
 	fclose(f);
 	return found && cap >= 0 && cap < 64 && ((eff >> cap) & 1);
+}
+
+int fl_cgroup_mount(const char *controller, char *out, size_t len)
+{
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[4096];
+	int rc = -ENOENT;
+
+	if (!f)
+		return -errno;
+	while (fgets(line, sizeof(line), f)) {
+		char mnt[4096], fstype[64], opts[1024];
+		char *sep = strstr(line, " - ");
+
+		/* fields: id parent maj:min root mount-point options ... - fstype source super-options */
+		if (!sep || sscanf(line, "%*s %*s %*s %*s %4095s", mnt) != 1 ||
+		    sscanf(sep + 3, "%63s %*s %1023s", fstype, opts) != 2)
+			continue;
+		if (!controller && !strcmp(fstype, "cgroup2")) {
+			snprintf(out, len, "%s", mnt);
+			rc = 0;
+			break;
+		}
+		if (controller && !strcmp(fstype, "cgroup")) {
+			char *save = NULL;
+
+			for (char *o = strtok_r(opts, ",", &save); o; o = strtok_r(NULL, ",", &save)) {
+				if (!strcmp(o, controller)) {
+					snprintf(out, len, "%s", mnt);
+					rc = 0;
+				}
+			}
+			if (!rc)
+				break;
+		}
+	}
+	fclose(f);
+	return rc;
 }

@@ -21,6 +21,8 @@ int fl_proc_is_kthread(pid_t pid);
 int fl_proc_count_fds(pid_t pid);
 /* Whether this process has capability `cap` (CAP_*) in its effective set, from /proc/self/status. */
 int fl_have_cap(int cap);
+/* Mount point of the cgroup2 hierarchy (controller NULL), or of the v1 hierarchy carrying it. */
+int fl_cgroup_mount(const char *controller, char *out, size_t len);
 /* True when pid still is the process that had start time `start`. */
 int fl_proc_same(pid_t pid, uint64_t start);
 
