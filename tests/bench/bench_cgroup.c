@@ -1,7 +1,6 @@
 /* Measures what network.partition's cgroup/connect hooks cost per connect(): in scope (matched, unmatched), out of scope, and with no program at all, in one run. */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <getopt.h>
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -10,9 +9,9 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "fl_testlib.h"
 #include "journal.h"
 #include "scenario.h"
 
@@ -45,29 +44,6 @@ struct bench {
 	int n;
 };
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
-static int move_self(const char *cg)
-{
-	char p[4200];
-	int fd, rc = 0;
-
-	snprintf(p, sizeof(p), "%s/cgroup.procs", cg);
-	fd = open(p, O_WRONLY | O_CLOEXEC);
-	if (fd < 0)
-		return -errno;
-	if (dprintf(fd, "0\n") < 0)
-		rc = -errno;
-	close(fd);
-	return rc;
-}
-
 /* Our own cgroup v2 dir, to return to at the end. */
 static int own_cgroup(char *out, size_t len)
 {
@@ -92,37 +68,22 @@ static double per_connect(int fd, uint16_t port, int n)
 {
 	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(port),
 				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	int64_t t0 = now_ns();
+	int64_t t0 = fl_tl_now_ns();
 
 	for (int i = 0; i < n; i++)
 		(void)!connect(fd, (struct sockaddr *)&a, sizeof(a));
-	return (double)(now_ns() - t0) / n;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
+	return (double)(fl_tl_now_ns() - t0) / n;
 }
 
 static struct fl_scenario *partition(const char *probability)
 {
-	char buf[1024];
-	struct fl_diags d = {0};
-	struct fl_scenario *sc;
+	char yaml[256];
 
-	snprintf(buf, sizeof(buf),
-		 "version: 1\nname: bench\ntarget: {url: \"http://127.0.0.1:1/\", pid: 4242}\n"
-		 "load: {rate: 1/s}\nslo: {good: {latency: 1s}, survival_ratio: 90%%}\n"
-		 "faults:\n  - {name: part, type: network.partition, duration: 1s, probability: %s,\n"
+	snprintf(yaml, sizeof(yaml),
+		 "  - {name: part, type: network.partition, duration: 1s, probability: %s,\n"
 		 "     match: {dst_ip: 127.0.0.1, dst_port: %d}}\n",
 		 probability, MATCHED_PORT);
-	sc = fl_scenario_parse("bench.yaml", buf, strlen(buf), NULL, 0, &d);
-	if (!sc)
-		fl_diags_print(&d, stderr);
-	fl_diags_free(&d);
-	return sc;
+	return fl_tl_scenario("bench", yaml, NULL, 0);
 }
 
 static int with_fault(struct bench *b, const char *probability, struct fl_scenario **out)
@@ -198,16 +159,13 @@ int main(int argc, char **argv)
 	}
 	snprintf(b.in, sizeof(b.in), CG_ROOT "/fl-bench-in-%d", (int)getpid());
 	snprintf(b.out, sizeof(b.out), CG_ROOT "/fl-bench-out-%d", (int)getpid());
-	snprintf(b.jdir, sizeof(b.jdir), "/tmp/fl-bench-XXXXXX");
-	if (!mkdtemp(b.jdir)) {
-		perror("mkdtemp");
+	if (fl_tl_mkdtemp(b.jdir, sizeof(b.jdir), "/tmp", "fl-bench"))
 		return 1;
-	}
 	{
 		char run[64];
 		struct fl_err e = {0};
 
-		snprintf(run, sizeof(run), "20261201T000000-%d-bnch", (int)getpid());
+		fl_tl_run_id(run, sizeof(run), getpid(), "bnch");
 		if (fl_journal_open(b.jdir, run, "bench_cgroup", &b.j, &e)) {
 			fprintf(stderr, "journal: %s\n", e.msg);
 			goto out;
@@ -220,8 +178,8 @@ int main(int argc, char **argv)
 	snprintf(b.info.cgroup_v2, sizeof(b.info.cgroup_v2), "%s", b.in);
 	/* a socket is its creator's cgroup's for life: make one in each */
 	moved = true;
-	if (move_self(b.in) || (b.sock_in = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
-	    move_self(b.out) || (b.sock_out = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
+	if (fl_tl_cgroup_join(b.in) || (b.sock_in = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    fl_tl_cgroup_join(b.out) || (b.sock_out = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0) {
 		perror("joining the bench cgroups");
 		goto out;
 	}
@@ -246,7 +204,7 @@ int main(int argc, char **argv)
 		without_fault(&b, sc);
 	}
 	for (int k = 0; k < NROWS; k++) {
-		qsort(samples[k], (size_t)rounds, sizeof(double), cmp_double);
+		qsort(samples[k], (size_t)rounds, sizeof(double), fl_tl_cmp_double);
 		med[k] = samples[k][rounds / 2];
 	}
 
@@ -290,7 +248,7 @@ out:
 		close(b.sock_in);
 	if (b.sock_out >= 0)
 		close(b.sock_out);
-	if (moved && move_self(b.home))
+	if (moved && fl_tl_cgroup_join(b.home))
 		fprintf(stderr, "cannot return to %s: %s\n", b.home, strerror(errno));
 	if (made_in && rmdir(b.in))
 		fprintf(stderr, "rmdir %s: %s\n", b.in, strerror(errno));

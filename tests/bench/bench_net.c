@@ -1,5 +1,4 @@
 /* Measures the network faults between two namespaces of its own: apply/revert latency per injector and backend, and added-delay accuracy against ping. */
-#include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -29,6 +28,7 @@
 #include <bpf/btf.h>
 
 #include "exitcodes.h"
+#include "fl_testlib.h"
 #include "journal.h"
 #include "net.h"
 #include "net_cgroup.h"
@@ -77,61 +77,9 @@ static struct world {
 
 static volatile sig_atomic_t g_worker, g_signal;
 
-static int64_t now_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static double ms_since(int64_t t0)
 {
-	return (double)(now_ns() - t0) / 1e6;
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* First line of a command's stdout as a number (-1 when it printed none). */
-static long sh_num(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static long sh_num(const char *fmt, ...)
-{
-	char cmd[1024], line[64] = "";
-	va_list ap;
-	FILE *p;
-	long v = -1;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	p = popen(cmd, "r");
-	if (!p)
-		return -1;
-	if (fgets(line, sizeof(line), p))
-		v = strtol(line, NULL, 10);
-	while (fgets(line, sizeof(line), p))
-		;
-	pclose(p);
-	return v;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return (x > y) - (x < y);
+	return (double)(fl_tl_now_ns() - t0) / 1e6;
 }
 
 /* A sorted copy of n values (NULL when n is 0 or memory is short). */
@@ -142,7 +90,7 @@ static double *sorted_copy(const double *v, int n)
 	if (!s)
 		return NULL;
 	memcpy(s, v, (size_t)n * sizeof(double));
-	qsort(s, (size_t)n, sizeof(double), cmp_double);
+	qsort(s, (size_t)n, sizeof(double), fl_tl_cmp_double);
 	return s;
 }
 
@@ -260,38 +208,11 @@ static void emit(const struct table *t)
 
 static struct fl_scenario *scenario_with(const char *fault_yaml)
 {
-	char buf[4096];
-	struct fl_diags d = {0};
-	struct fl_scenario *sc;
+	struct fl_scenario *sc = fl_tl_scenario("bench", fault_yaml, NULL, 0);
 
-	snprintf(buf, sizeof(buf),
-		 "version: 1\nname: bench\ntarget: {url: \"http://127.0.0.1:1/\", pid: 4242}\n"
-		 "load: {rate: 1/s}\nslo: {good: {latency: 1s}, survival_ratio: 90%%}\nfaults:\n%s",
-		 fault_yaml);
-	sc = fl_scenario_parse("bench.yaml", buf, strlen(buf), NULL, 0, &d);
-	if (!sc)
-		fl_diags_print(&d, stderr);
-	fl_diags_free(&d);
 	if (sc)
 		sc->faults[0].target = &W.info;
 	return sc;
-}
-
-static bool obs_find(const struct fl_observation *o, const char *key, double *v)
-{
-	for (int i = 0; i < o->n; i++)
-		if (!strcmp(o->kv[i].key, key) && o->kv[i].is_num) {
-			*v = o->kv[i].num;
-			return true;
-		}
-	return false;
-}
-
-static double obs_or_nan(const struct fl_observation *o, const char *key)
-{
-	double v;
-
-	return obs_find(o, key, &v) ? v : NAN;
 }
 
 /* revert, release, mark: the engine's order; errors are reported, not fatal */
@@ -319,10 +240,10 @@ static long in_force(enum where k)
 
 	switch (k) {
 	case ST_IPT:
-		return sh_num("nsenter --net=/run/netns/%s sh -c '(iptables-nft-save; iptables-legacy-save) "
-			      "2>/dev/null' | grep -c -- '%s'", W.ns_a, W.run_id);
+		return fl_tl_sh_num("nsenter --net=/run/netns/%s sh -c '(iptables-nft-save; iptables-legacy-save) "
+				    "2>/dev/null' | grep -c -- '%s'", W.ns_a, W.run_id);
 	case ST_TC:
-		return sh_num("tc -n %s qdisc show dev %s | grep -c 'htb fa17:'", W.ns_a, W.veth_a);
+		return fl_tl_sh_num("tc -n %s qdisc show dev %s | grep -c 'htb fa17:'", W.ns_a, W.veth_a);
 	case ST_CG:
 		return W.cg[0] ? fl_cg_count_attached(W.cg, 0, &e) : -1;
 	}
@@ -400,12 +321,12 @@ static struct fl_fault bare_fault = {.name = "bare-append", .inj = &bare_inj};
 /* One record appended and marked reverted, each fdatasync'd: what a record costs right now. */
 static void bare_append(double *app, double *mark)
 {
-	int64_t t0 = now_ns();
+	int64_t t0 = fl_tl_now_ns();
 
 	if (fl_journal_append(W.j, &bare_fault, "backend=none bench=1") < 0)
 		W.failures++;
 	*app = ms_since(t0);
-	t0 = now_ns();
+	t0 = fl_tl_now_ns();
 	fl_journal_mark_fault_reverted(W.j, bare_fault.name);
 	*mark = ms_since(t0);
 }
@@ -443,7 +364,7 @@ static void lat_run(const struct lat_case *c, struct lat_res *r)
 		bare_append(&ba, &bm);
 		before = fl_journal_pending(W.j);
 		fl_err_clear(&e);
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		rc = f->inj->check(f, &e);
 		ch = ms_since(t0);
 		if (rc) {
@@ -452,7 +373,7 @@ static void lat_run(const struct lat_case *c, struct lat_res *r)
 			W.failures++;
 			break;
 		}
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		rc = f->inj->apply(f, W.j, &e);
 		ap = ms_since(t0);
 		if (rc) {
@@ -466,7 +387,7 @@ static void lat_run(const struct lat_case *c, struct lat_res *r)
 		k = in_force(c->where);
 		r->forced += k > 0;
 		fl_err_clear(&e);
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		rc = f->inj->revert(f, &e);
 		rv = ms_since(t0);
 		if (rc) {
@@ -475,7 +396,7 @@ static void lat_run(const struct lat_case *c, struct lat_res *r)
 		}
 		if (f->inj->release)
 			f->inj->release(f);
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		fl_journal_mark_fault_reverted(W.j, f->name);
 		mk = ms_since(t0);
 		r->gone += in_force(c->where) == 0;
@@ -498,7 +419,7 @@ static void lat_run(const struct lat_case *c, struct lat_res *r)
 /* fork+exec argv with no output; its wall time in ms, or -1 when it failed. */
 static double run_timed(char *const argv[])
 {
-	int64_t t0 = now_ns();
+	int64_t t0 = fl_tl_now_ns();
 	int st;
 	pid_t p = fork();
 
@@ -549,7 +470,7 @@ static void peer_run(char *const add[], char *const del[], struct peer_res *r)
 static double read_vmlinux_btf(long *bytes)
 {
 	char buf[4096];
-	int64_t t0 = now_ns();
+	int64_t t0 = fl_tl_now_ns();
 	int fd = open("/sys/kernel/btf/vmlinux", O_RDONLY | O_CLOEXEC);
 	ssize_t n;
 
@@ -594,24 +515,24 @@ static void bench_components(void)
 		int64_t t0;
 
 		v[C_READ][nv[C_READ]++] = read_vmlinux_btf(&bytes);
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		btf = btf__load_vmlinux_btf();
 		if (btf)
 			v[C_BTF][nv[C_BTF]++] = ms_since(t0);
 		btf__free(btf);
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		skel = net_tc__open();
 		if (skel && !net_tc__load(skel))
 			v[C_TC][nv[C_TC]++] = ms_since(t0);
 		net_tc__destroy(skel);
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		if (!fl_cg_load(&cfg, FL_CG_H_INGRESS, &p, &e)) {
 			v[C_CG_IN][nv[C_CG_IN]++] = ms_since(t0);
 			if (W.cg[0]) {
-				t0 = now_ns();
+				t0 = fl_tl_now_ns();
 				if (!fl_cg_attach(p, W.cg, &e)) {
 					v[C_CG_ATT][nv[C_CG_ATT]++] = ms_since(t0);
-					t0 = now_ns();
+					t0 = fl_tl_now_ns();
 					if (!fl_cg_unload(p, &e))
 						v[C_CG_UNL][nv[C_CG_UNL]++] = ms_since(t0);
 				}
@@ -619,11 +540,11 @@ static void bench_components(void)
 		}
 		fl_cg_destroy(p);
 		p = NULL;
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		if (!fl_cg_load(&cfg, FL_CG_H_CONNECT4 | FL_CG_H_CONNECT6, &p, &e))
 			v[C_CG_CONN][nv[C_CG_CONN]++] = ms_since(t0);
 		fl_cg_destroy(p);
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		if (syscall(SYS_membarrier, MEMBARRIER_CMD_GLOBAL, 0, 0) == 0)
 			v[C_GP][nv[C_GP]++] = ms_since(t0);
 	}
@@ -818,12 +739,11 @@ static int ping_rtts(int count, double *out, double *mean)
 /* n blocking connect()s from A to B:P_TCP, each timed; after each, f (if any) is observed. */
 static int connect_rtts(int count, double *out, struct fl_fault *f)
 {
-	struct sockaddr_in b = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(P_TCP))};
+	struct sockaddr_in b = fl_tl_addr4(ADDR_B, (uint16_t)atoi(P_TCP));
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 	struct timeval tv = {.tv_sec = 5};
 	int n = 0;
 
-	inet_pton(AF_INET, ADDR_B, &b.sin_addr);
 	for (int i = 0; i < count && n < MAXS; i++) {
 		struct fl_err e = {0};
 		int saved, fd;
@@ -836,7 +756,7 @@ static int connect_rtts(int count, double *out, struct fl_fault *f)
 		if (fd < 0)
 			return n;
 		setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-		t0 = now_ns();
+		t0 = fl_tl_now_ns();
 		if (connect(fd, (struct sockaddr *)&b, sizeof(b)) == 0)
 			out[n++] = ms_since(t0);
 		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
@@ -905,9 +825,9 @@ static void acc_icmp(const char *backend, int delay_ms, int count, struct acc_ro
 		r->hi = pct(d, r->nf, 100);
 		r->added = r->with - r->base;
 		/* nfqueue: how long the delayer really held them; netem: what the kernel has in force */
-		r->fl = obs_or_nan(&o, "hold_ms_mean");
+		r->fl = fl_tl_obs_num(&o, "hold_ms_mean", NAN);
 		if (isnan(r->fl))
-			r->fl = obs_or_nan(&o, "delay_in_force_ms");
+			r->fl = fl_tl_obs_num(&o, "delay_in_force_ms", NAN);
 		if (r->nf < count)
 			snprintf(r->why, sizeof(r->why), "%d of %d pings answered", r->nf, count);
 	}
@@ -945,10 +865,10 @@ static void acc_tcp(const char *backend, int delay_ms, int count, struct acc_row
 		r->lo = pct(d, r->nf, 0);
 		r->hi = pct(d, r->nf, 100);
 		r->added = r->with - r->base;
-		r->fl = obs_or_nan(&o, "added_rtt_ms");
-		r->fl2 = obs_or_nan(&o, "hold_ms_mean");
+		r->fl = fl_tl_obs_num(&o, "added_rtt_ms", NAN);
+		r->fl2 = fl_tl_obs_num(&o, "hold_ms_mean", NAN);
 		if (isnan(r->fl2))
-			r->fl2 = obs_or_nan(&o, "delay_in_force_ms");
+			r->fl2 = fl_tl_obs_num(&o, "delay_in_force_ms", NAN);
 		if (isnan(r->fl))
 			snprintf(r->why, sizeof(r->why), "no added_rtt_ms in the observation");
 	}
@@ -1050,17 +970,12 @@ static void bench_accuracy(void)
 
 /* ---- the worker: runs every measurement; the parent cleans up after it whatever happens ---- */
 
+/* In B (the caller forked it there): accept and close, for the TCP cases. */
 static void __attribute__((noreturn)) listener_main(void)
 {
-	struct sockaddr_in s = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(P_TCP))};
-	struct fl_netns b;
-	struct fl_err e = {0};
-	int fd, one = 1, saved;
+	struct sockaddr_in s = fl_tl_addr4(ADDR_B, (uint16_t)atoi(P_TCP));
+	int fd, one = 1;
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (fl_netns_open(W.ns_b, &b, &e) || fl_netns_enter(&b, &saved, &e))
-		_exit(2);
-	inet_pton(AF_INET, ADDR_B, &s.sin_addr);
 	fd = socket(AF_INET, SOCK_STREAM, 0);
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)&s, sizeof(s)) < 0 || listen(fd, 256) < 0)
@@ -1101,7 +1016,7 @@ static int worker_main(void)
 		fprintf(stderr, "bench_net: %s\n", e.msg);
 		return FL_EXIT_FAIL;
 	}
-	W.listener = fork();
+	W.listener = fl_tl_fork_in_netns(W.ns_b);
 	if (W.listener == 0)
 		listener_main();
 	if (W.listener < 0 || !listener_up()) {
@@ -1179,21 +1094,12 @@ static int setup(void)
 	snprintf(W.ns_b, sizeof(W.ns_b), "fl-bn-%d-b", (int)W.pid);
 	snprintf(W.veth_a, sizeof(W.veth_a), "bn%da", (int)W.pid % 10000000);
 	snprintf(W.veth_b, sizeof(W.veth_b), "bn%db", (int)W.pid % 10000000);
-	snprintf(W.run_id, sizeof(W.run_id), "20261201T000000-%d-abcd", (int)W.pid);
-	snprintf(W.jdir, sizeof(W.jdir), "%s/fl-bn-XXXXXX", W.o.jparent);
-	if (!mkdtemp(W.jdir)) {
-		fprintf(stderr, "bench_net: mkdtemp %s: %s\n", W.jdir, strerror(errno));
-		W.jdir[0] = '\0';
+	fl_tl_run_id(W.run_id, sizeof(W.run_id), W.pid, "abcd");
+	if (fl_tl_mkdtemp(W.jdir, sizeof(W.jdir), W.o.jparent, "fl-bn"))
 		return -1;
-	}
-	W.made_a = !sh("ip netns add %s", W.ns_a);
-	W.made_b = W.made_a && !sh("ip netns add %s", W.ns_b);
-	if (!W.made_b ||
-	    sh("ip link add %s netns %s type veth peer name %s netns %s", W.veth_a, W.ns_a, W.veth_b, W.ns_b) ||
-	    sh("ip -n %s addr add " ADDR_A "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", W.ns_a,
-	       W.veth_a, W.ns_a, W.veth_a, W.ns_a) ||
-	    sh("ip -n %s addr add " ADDR_B "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", W.ns_b,
-	       W.veth_b, W.ns_b, W.veth_b, W.ns_b)) {
+	W.made_a = !fl_tl_sh("ip netns add %s", W.ns_a);
+	W.made_b = W.made_a && !fl_tl_sh("ip netns add %s", W.ns_b);
+	if (!W.made_b || fl_tl_veth_pair(W.ns_a, W.veth_a, ADDR_A "/24", W.ns_b, W.veth_b, ADDR_B "/24")) {
 		fprintf(stderr, "bench_net: cannot set up the namespaces\n");
 		return -1;
 	}
@@ -1210,7 +1116,7 @@ static int setup(void)
 static int reap_descendants(int *left)
 {
 	int reaped = 0;
-	int64_t until = now_ns() + 3000000000LL;
+	int64_t until = fl_tl_now_ns() + 3000000000LL;
 
 	*left = 0;
 	for (;;) {
@@ -1222,9 +1128,9 @@ static int reap_descendants(int *left)
 		}
 		if (p < 0 && errno == ECHILD)
 			return reaped;
-		if (now_ns() > until)
+		if (fl_tl_now_ns() > until)
 			break;
-		if (now_ns() > until - 2000000000LL) {
+		if (fl_tl_now_ns() > until - 2000000000LL) {
 			DIR *d = opendir("/proc");
 			struct dirent *de;
 
@@ -1313,19 +1219,18 @@ static int cleanup_and_verify(pid_t worker)
 		journal_look(path, &after, false);
 	}
 	if (W.made_b)
-		sh("ip netns del %s 2>/dev/null", W.ns_b);
+		fl_tl_netns_del(W.ns_b);
 	if (W.made_a)
-		sh("ip netns del %s 2>/dev/null", W.ns_a);
+		fl_tl_netns_del(W.ns_a);
 	if (W.made_cg)
 		for (int i = 0; i < 100 && rmdir(W.cg) < 0 && errno == EBUSY; i++)
 			usleep(10000);
-	if (W.jdir[0])
-		sh("rm -rf '%s'", W.jdir);
+	fl_tl_rm_rf(W.jdir);
 
 	/* verification: nothing of ours on the host */
-	host_rules = sh_num("(iptables-nft-save; iptables-legacy-save; ip6tables-nft-save; ip6tables-legacy-save) "
-			    "2>/dev/null | grep -c -- '%s'", W.run_id);
-	host_link = sh("ip link show dev %s >/dev/null 2>&1", W.veth_a) == 0;
+	host_rules = fl_tl_sh_num("(iptables-nft-save; iptables-legacy-save; ip6tables-nft-save; "
+				  "ip6tables-legacy-save) 2>/dev/null | grep -c -- '%s'", W.run_id);
+	host_link = fl_tl_sh("ip link show dev %s >/dev/null 2>&1", W.veth_a) == 0;
 	printf("\ncleanup: ");
 	snprintf(path, sizeof(path), "/run/netns/%s", W.ns_a);
 	bad += !stat(path, &sb);
@@ -1356,24 +1261,6 @@ static int cleanup_and_verify(pid_t worker)
 	printf("journal dir %s\n", W.jdir[0] && !stat(W.jdir, &sb) ? "STILL THERE" : "removed");
 	printf("cleanup %s\n", bad ? "INCOMPLETE" : "verified: the host is as it was");
 	return bad;
-}
-
-/* Busy and total jiffies of all CPUs (/proc/stat "cpu" line). */
-static void cpu_jiffies(unsigned long long *busy, unsigned long long *total)
-{
-	unsigned long long v[8] = {0};
-	FILE *f = fopen("/proc/stat", "re");
-
-	*busy = *total = 0;
-	if (!f)
-		return;
-	/* user nice system idle iowait irq softirq steal */
-	if (fscanf(f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6],
-		   &v[7]) == 8) {
-		*busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-		*total = *busy + v[3] + v[4];
-	}
-	fclose(f);
 }
 
 static void usage(const char *me)
@@ -1447,8 +1334,8 @@ int main(int argc, char **argv)
 		return FL_EXIT_UNRUNNABLE;
 	}
 	W.pid = getpid();
-	cpu_jiffies(&busy0, &total0);
-	t_start = now_ns();
+	fl_tl_cpu_jiffies(-1, &busy0, &total0);
+	t_start = fl_tl_now_ns();
 	/* the worker's orphans (delayers, tool children) come back to us, to be reaped and counted */
 	prctl(PR_SET_CHILD_SUBREAPER, 1);
 	sigaction(SIGINT, &sa, NULL);
@@ -1494,7 +1381,7 @@ int main(int argc, char **argv)
 		unsigned long long busy1, total1;
 		double hz = (double)sysconf(_SC_CLK_TCK), ours, all;
 
-		cpu_jiffies(&busy1, &total1);
+		fl_tl_cpu_jiffies(-1, &busy1, &total1);
 		getrusage(RUSAGE_SELF, &self);
 		getrusage(RUSAGE_CHILDREN, &kids);
 		ours = (double)(self.ru_utime.tv_sec + self.ru_stime.tv_sec + kids.ru_utime.tv_sec + kids.ru_stime.tv_sec) +

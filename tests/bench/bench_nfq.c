@@ -1,10 +1,8 @@
 /* The nfqueue delayer's packets/s ceiling on one core: a UDP flood between two test namespaces, with and without the queue, in one run. */
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <sched.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,11 +10,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "fl_testlib.h"
 #include "journal.h"
 #include "net.h"
 #include "recovery.h"
@@ -35,28 +32,6 @@ struct counts {
 
 static char ns_a[64], ns_b[64], veth_a[16], veth_b[16];
 
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
 static void pin(pid_t pid, int cpu)
 {
 	cpu_set_t set;
@@ -67,38 +42,16 @@ static void pin(pid_t pid, int cpu)
 		fprintf(stderr, "bench_nfq: sched_setaffinity(%d, cpu %d): %s\n", (int)pid, cpu, strerror(errno));
 }
 
-static void enter(const char *ns)
-{
-	char path[128];
-	struct stat sb;
-	FILE *f;
-
-	snprintf(path, sizeof(path), "/run/netns/%s", ns);
-	f = fopen(path, "r");
-	if (!f || fstat(fileno(f), &sb) < 0 || setns(fileno(f), CLONE_NEWNET) < 0)
-		_exit(2);
-	fclose(f);
-}
-
-static struct sockaddr_in addr_of(const char *ip, uint16_t port)
-{
-	struct sockaddr_in s = {.sin_family = AF_INET, .sin_port = htons(port)};
-
-	inet_pton(AF_INET, ip, &s.sin_addr);
-	return s;
-}
-
-/* In B: count every datagram, many per syscall, until stopped. */
+/* In B (the caller forked it there): count every datagram, many per syscall, until stopped. */
 static void __attribute__((noreturn)) receiver(struct counts *c)
 {
-	struct sockaddr_in b = addr_of(ADDR_B, PORT);
+	struct sockaddr_in b = fl_tl_addr4(ADDR_B, PORT);
 	static char bufs[BATCH][256];
 	struct mmsghdr mm[BATCH];
 	struct iovec iov[BATCH];
 	struct timeval tv = {.tv_usec = 100000};
 	int fd, big = 16 << 20;
 
-	enter(ns_b);
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
@@ -116,25 +69,24 @@ static void __attribute__((noreturn)) receiver(struct counts *c)
 	}
 }
 
-/* In A: send as fast as the stack takes them for `secs`. */
+/* In A (the caller forked it there): send as fast as the stack takes them for `secs`. */
 static void __attribute__((noreturn)) sender(struct counts *c, double secs)
 {
-	struct sockaddr_in b = addr_of(ADDR_B, PORT);
+	struct sockaddr_in b = fl_tl_addr4(ADDR_B, PORT);
 	static char payload[64] = "faultline bench_nfq";
 	struct mmsghdr mm[BATCH];
 	struct iovec iov = {.iov_base = payload, .iov_len = sizeof(payload)};
 	double end;
 	int fd, big = 16 << 20;
 
-	enter(ns_a);
 	fd = socket(AF_INET, SOCK_DGRAM, 0);
 	setsockopt(fd, SOL_SOCKET, SO_SNDBUFFORCE, &big, sizeof(big));
 	if (connect(fd, (struct sockaddr *)&b, sizeof(b)) < 0)
 		_exit(3);
 	for (int i = 0; i < BATCH; i++)
 		mm[i].msg_hdr = (struct msghdr){.msg_iov = &iov, .msg_iovlen = 1};
-	end = now_s() + secs;
-	while (now_s() < end) {
+	end = fl_tl_now_s() + secs;
+	while (fl_tl_now_s() < end) {
 		int n = sendmmsg(fd, mm, BATCH, 0);
 
 		if (n > 0)
@@ -148,29 +100,6 @@ struct result {
 	uint64_t sent, received, queued, bypassed, at_cap;
 	double hold_ms;
 };
-
-/* Busy and total jiffies of one cpu from /proc/stat: softirq work done by ksoftirqd counts too. */
-static void cpu_jiffies(int cpu, unsigned long long *busy, unsigned long long *total)
-{
-	char line[256], name[16];
-	FILE *f = fopen("/proc/stat", "r");
-
-	*busy = *total = 0;
-	snprintf(name, sizeof(name), "cpu%d ", cpu);
-	while (f && fgets(line, sizeof(line), f)) {
-		unsigned long long v[8] = {0};
-
-		if (strncmp(line, name, strlen(name)))
-			continue;
-		sscanf(line + strlen(name), "%llu %llu %llu %llu %llu %llu %llu %llu", &v[0], &v[1], &v[2], &v[3],
-		       &v[4], &v[5], &v[6], &v[7]);
-		/* user nice system idle iowait irq softirq steal */
-		*busy = v[0] + v[1] + v[2] + v[5] + v[6] + v[7];
-		*total = *busy + v[3] + v[4];
-	}
-	if (f)
-		fclose(f);
-}
 
 /* utime + stime of pid in seconds (-1 when unreadable). */
 static double cpu_of(pid_t pid)
@@ -212,26 +141,18 @@ static void flood(struct counts *c, double secs, struct result *r)
 	settle(c);
 	c->sent = 0;
 	__atomic_store_n(&c->received, 0, __ATOMIC_RELAXED);
-	t0 = now_s();
-	s = fork();
+	t0 = fl_tl_now_s();
+	s = fl_tl_fork_in_netns(ns_a);
 	if (s == 0)
 		sender(c, secs);
 	pin(s, CPU_TRAFFIC);
 	waitpid(s, NULL, 0);
-	r->secs = now_s() - t0;
+	r->secs = fl_tl_now_s() - t0;
 	settle(c);
 	r->sent = c->sent;
 	r->received = __atomic_load_n(&c->received, __ATOMIC_RELAXED);
 	r->sent_pps = (double)r->sent / r->secs;
 	r->recv_pps = (double)r->received / r->secs;
-}
-
-static double obs(const struct fl_observation *o, const char *key)
-{
-	for (int i = 0; i < o->n; i++)
-		if (!strcmp(o->kv[i].key, key))
-			return o->kv[i].num;
-	return -1;
 }
 
 struct phase {
@@ -284,17 +205,18 @@ static int queued_flood(struct counts *c, struct fl_journal *j, double secs, str
 	}
 	pin(delayer, CPU_DELAYER);
 	cpu0 = cpu_of(delayer);
-	cpu_jiffies(CPU_DELAYER, &b0, &t0);
+	/* cpu0's busy share: softirq work done by ksoftirqd counts too */
+	fl_tl_cpu_jiffies(CPU_DELAYER, &b0, &t0);
 	flood(c, secs, &ph->r);
-	cpu_jiffies(CPU_DELAYER, &b1, &t1);
+	fl_tl_cpu_jiffies(CPU_DELAYER, &b1, &t1);
 	ph->r.cpu_s = cpu_of(delayer) - cpu0;
 	ph->r.core_busy = t1 > t0 ? (double)(b1 - b0) / (double)(t1 - t0) : 0;
 	fl_net_backend_nfqueue.observe(st, &o);
-	ph->r.queued = (uint64_t)obs(&o, "packets_matched");
+	ph->r.queued = (uint64_t)fl_tl_obs_num(&o, "packets_matched", -1);
 	ph->r.queued_pps = (double)ph->r.queued / ph->r.secs;
 	ph->r.bypassed = ph->r.received > ph->r.queued ? ph->r.received - ph->r.queued : 0;
-	ph->r.at_cap = (uint64_t)obs(&o, "held_at_cap");
-	ph->r.hold_ms = obs(&o, "hold_ms_mean");
+	ph->r.at_cap = (uint64_t)fl_tl_obs_num(&o, "held_at_cap", -1);
+	ph->r.hold_ms = fl_tl_obs_num(&o, "hold_ms_mean", -1);
 	rc = fl_net_backend_nfqueue.revert(st, &e);
 	if (rc)
 		fprintf(stderr, "bench_nfq: revert: %s\n", e.msg);
@@ -315,7 +237,7 @@ int main(int argc, char **argv)
 	struct fl_journal *j = NULL;
 	struct result plain = {0};
 	struct fl_err e = {0};
-	char dir[64] = "/tmp/fl-nfq-bench-XXXXXX", run_id[64];
+	char dir[64] = "", run_id[64];
 	struct counts *c;
 	pid_t rx;
 	int rc = 1;
@@ -335,18 +257,14 @@ int main(int argc, char **argv)
 	snprintf(veth_a, sizeof(veth_a), "nfqb%da", (int)getpid() % 1000000);
 	snprintf(veth_b, sizeof(veth_b), "nfqb%db", (int)getpid() % 1000000);
 	c = mmap(NULL, sizeof(*c), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
-	if (c == MAP_FAILED || !mkdtemp(dir))
+	if (c == MAP_FAILED || fl_tl_mkdtemp(dir, sizeof(dir), "/tmp", "fl-nfq-bench"))
 		return 1;
 	fl_run_id_make(run_id, sizeof(run_id));
-	if (sh("ip netns add %s && ip netns add %s", ns_a, ns_b) ||
-	    sh("ip link add %s netns %s type veth peer name %s netns %s", veth_a, ns_a, veth_b, ns_b) ||
-	    sh("ip -n %s addr add " ADDR_A "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", ns_a,
-	       veth_a, ns_a, veth_a, ns_a) ||
-	    sh("ip -n %s addr add " ADDR_B "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up", ns_b,
-	       veth_b, ns_b, veth_b, ns_b) ||
+	if (fl_tl_sh("ip netns add %s && ip netns add %s", ns_a, ns_b) ||
+	    fl_tl_veth_pair(ns_a, veth_a, ADDR_A "/24", ns_b, veth_b, ADDR_B "/24") ||
 	    fl_journal_open(dir, run_id, "bench_nfq", &j, &e))
 		goto out;
-	rx = fork();
+	rx = fl_tl_fork_in_netns(ns_b);
 	if (rx == 0)
 		receiver(c);
 	pin(rx, CPU_TRAFFIC);
@@ -383,6 +301,8 @@ int main(int argc, char **argv)
 		       i + 1 < sizeof(phases) / sizeof(phases[0]) ? ";" : "\n");
 out:
 	fl_journal_close(j, false);
-	sh("ip netns del %s 2>/dev/null; ip netns del %s 2>/dev/null; rm -rf %s", ns_a, ns_b, dir);
+	fl_tl_netns_del(ns_a);
+	fl_tl_netns_del(ns_b);
+	fl_tl_rm_rf(dir);
 	return rc;
 }

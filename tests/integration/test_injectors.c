@@ -16,6 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fl_testlib.h"
 #include "journal.h"
 #include "procfs.h"
 #include "scenario.h"
@@ -32,8 +33,7 @@ static int setup(void **state)
 	struct world *w = calloc(1, sizeof(*w));
 	struct fl_err e;
 
-	snprintf(w->dir, sizeof(w->dir), "/tmp/fl-inj-XXXXXX");
-	if (!mkdtemp(w->dir))
+	if (fl_tl_mkdtemp(w->dir, sizeof(w->dir), "/tmp", "fl-inj"))
 		return -1;
 	w->child = fork();
 	if (w->child == 0) {
@@ -54,13 +54,11 @@ static int setup(void **state)
 static int teardown(void **state)
 {
 	struct world *w = *state;
-	char cmd[128];
 
 	kill(w->child, SIGKILL);
 	waitpid(w->child, NULL, 0);
 	fl_journal_close(w->j, false);
-	snprintf(cmd, sizeof(cmd), "rm -rf %s", w->dir);
-	if (system(cmd) != 0)
+	if (fl_tl_rm_rf(w->dir))
 		return -1;
 	free(w);
 	return 0;
@@ -69,19 +67,8 @@ static int teardown(void **state)
 /* Build a fault of `type` from scenario text, so parameters go through the real tables. */
 static struct fl_scenario *scenario_with(const char *fault_yaml)
 {
-	char buf[2048];
-	struct fl_diags d = {0};
-	struct fl_scenario *sc;
+	struct fl_scenario *sc = fl_tl_scenario("t", fault_yaml, NULL, 0);
 
-	snprintf(buf, sizeof(buf),
-		 "version: 1\nname: t\ntarget: {url: \"http://127.0.0.1:1/\", pid: 4242}\n"
-		 "load: {rate: 1/s}\nslo: {good: {latency: 1s}, survival_ratio: 90%%}\n"
-		 "faults:\n%s",
-		 fault_yaml);
-	sc = fl_scenario_parse("t.yaml", buf, strlen(buf), NULL, 0, &d);
-	if (!sc)
-		fl_diags_print(&d, stderr);
-	fl_diags_free(&d);
 	assert_non_null(sc);
 	return sc;
 }

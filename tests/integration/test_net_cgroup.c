@@ -30,6 +30,7 @@
 
 #include <bpf/bpf.h>
 
+#include "fl_testlib.h"
 #include "journal.h"
 #include "net.h"
 #include "net_cgroup.h"
@@ -69,14 +70,6 @@ struct reply {
 	uint16_t port;     /* OP_UDP_BIND */
 	int received;      /* OP_UDP_COUNT */
 };
-
-static double mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
 
 static socklen_t lo_addr(int family, uint16_t port, struct sockaddr_storage *ss)
 {
@@ -136,7 +129,7 @@ static void agent_tcp_nb(const struct cmd *c, struct reply *r)
 	struct sockaddr_storage ss;
 	socklen_t sl = lo_addr(c->family, c->port, &ss), el = sizeof(r->final_errno);
 	struct pollfd pf;
-	double t0 = mono_ms();
+	double t0 = fl_tl_now_ms();
 	int fd = socket(c->family == MAPPED ? AF_INET6 : c->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 
 	if (fd < 0) {
@@ -155,7 +148,7 @@ static void agent_tcp_nb(const struct cmd *c, struct reply *r)
 		r->completed = true;
 		r->final_errno = r->sync_errno;
 	}
-	r->elapsed_ms = mono_ms() - t0;
+	r->elapsed_ms = fl_tl_now_ms() - t0;
 	close(fd);
 }
 
@@ -224,7 +217,7 @@ static void ping_lo2(const struct cmd *c, struct reply *r)
 	}
 	for (int i = 0; i < c->n; i++) {
 		struct icmphdr req = {.type = ICMP_ECHO};
-		double t0 = mono_ms();
+		double t0 = fl_tl_now_ms();
 		bool got = false;
 
 		req.un.echo.id = htons(id);
@@ -235,12 +228,12 @@ static void ping_lo2(const struct cmd *c, struct reply *r)
 			continue;
 		}
 		/* a raw socket sees every ICMP packet: wait for our own reply */
-		while (!got && mono_ms() - t0 < c->timeout_ms) {
+		while (!got && fl_tl_now_ms() - t0 < c->timeout_ms) {
 			struct pollfd pf = {.fd = fd, .events = POLLIN};
 			unsigned char buf[256];
 			ssize_t n;
 
-			if (poll(&pf, 1, (int)(c->timeout_ms - (mono_ms() - t0)) + 1) != 1)
+			if (poll(&pf, 1, (int)(c->timeout_ms - (fl_tl_now_ms() - t0)) + 1) != 1)
 				break;
 			n = recv(fd, buf, sizeof(buf), 0);
 			if (n >= (ssize_t)(sizeof(struct iphdr) + sizeof(struct icmphdr))) {
@@ -259,9 +252,9 @@ static void ping_lo2(const struct cmd *c, struct reply *r)
 }
 
 /* Runs in the child; never returns. */
-static void agent_main(const char *procs, int sock)
+static void agent_main(const char *cg, int sock)
 {
-	int rxfd = -1, fd;
+	int rxfd = -1;
 	struct cmd c;
 
 	prctl(PR_SET_PDEATHSIG, SIGKILL);
@@ -273,10 +266,8 @@ static void agent_main(const char *procs, int sock)
 	}
 	syscall(SYS_close_range, 4, ~0U, 0);
 	/* join the cgroup before any socket exists: a socket belongs to its creator's cgroup */
-	fd = open(procs, O_WRONLY | O_CLOEXEC);
-	if (fd < 0 || dprintf(fd, "%d\n", (int)getpid()) < 0)
+	if (fl_tl_cgroup_join(cg))
 		_exit(3);
-	close(fd);
 	while (read(sock, &c, sizeof(c)) == (ssize_t)sizeof(c)) {
 		struct reply r;
 
@@ -340,7 +331,7 @@ static void agent_main(const char *procs, int sock)
 struct world {
 	bool ready;
 	char why_not[256];
-	char cg[256], procs[300];
+	char cg[256];
 	bool cg_made;
 	char jdir[64], run_id[64];
 	struct fl_journal *j;
@@ -522,20 +513,15 @@ static int group_setup(void **state)
 	w->nbefore = list_fl_progs(w->before_ids, NULL, MAX_PROGS);
 
 	snprintf(w->cg, sizeof(w->cg), CG_ROOT "/fl-cgtest-%d", (int)getpid());
-	snprintf(w->procs, sizeof(w->procs), "%.250s/cgroup.procs", w->cg);
 	if (mkdir(w->cg, 0755))
 		return -1;
 	w->cg_made = true;
 	snprintf(w->info.cgroup_v2, sizeof(w->info.cgroup_v2), "%.255s", w->cg);
 
-	snprintf(w->jdir, sizeof(w->jdir), "/tmp/fl-cgtest-XXXXXX");
-	if (!mkdtemp(w->jdir))
+	fl_tl_run_id(w->run_id, sizeof(w->run_id), getpid(), "abcd");
+	w->j = fl_tl_journal(w->jdir, sizeof(w->jdir), "fl-cgtest", w->run_id, "test_net_cgroup");
+	if (!w->j)
 		return -1;
-	snprintf(w->run_id, sizeof(w->run_id), "20261201T000000-%d-abcd", (int)getpid());
-	if (fl_journal_open(w->jdir, w->run_id, "test_net_cgroup", &w->j, &e)) {
-		fprintf(stderr, "journal: %s\n", e.msg);
-		return -1;
-	}
 
 	if (port_set(&w->port_d, &w->udp_d, &w->tcp_d, &w->tcp6_d) ||
 	    port_set(&w->port_o, &w->udp_o, &w->tcp_o, NULL) || pipe2(w->stop, O_CLOEXEC))
@@ -552,7 +538,7 @@ static int group_setup(void **state)
 		return -1;
 	if (w->agent == 0) {
 		close(sv[0]);
-		agent_main(w->procs, sv[1]);
+		agent_main(w->cg, sv[1]);
 	}
 	close(sv[1]);
 	w->agent_sock = sv[0];
@@ -605,13 +591,8 @@ static int group_teardown(void **state)
 		fl_cgroup_remove(w->cg, 2000, &e);
 	if (w->j)
 		fl_journal_close(w->j, false);
-	if (w->jdir[0]) {
-		char cmd[128];
-
-		snprintf(cmd, sizeof(cmd), "rm -rf %s", w->jdir);
-		if (system(cmd) != 0)
-			return -1;
-	}
+	if (fl_tl_rm_rf(w->jdir))
+		return -1;
 	{
 		int *fds[] = {&w->agent_sock, &w->udp_d, &w->udp_o, &w->tcp_d, &w->tcp_o, &w->tcp6_d,
 			      &w->stop[0], &w->stop[1]};
@@ -662,30 +643,6 @@ static int outside_connect(int family, uint16_t port)
 
 /* ---- faults from scenario text through the real tables ------------------------------------- */
 
-static struct fl_scenario *scenario_try(const char *fault_yaml, char *diag, size_t len)
-{
-	char buf[2048];
-	struct fl_diags d = {0};
-	struct fl_scenario *sc;
-
-	snprintf(buf, sizeof(buf),
-		 "version: 1\nname: t\ntarget: {url: \"http://127.0.0.1:1/\", pid: 4242}\n"
-		 "load: {rate: 1/s}\nslo: {good: {latency: 1s}, survival_ratio: 90%%}\n"
-		 "faults:\n%s",
-		 fault_yaml);
-	sc = fl_scenario_parse("t.yaml", buf, strlen(buf), NULL, 0, &d);
-	if (diag) {
-		diag[0] = '\0';
-		if (d.n)
-			snprintf(diag, len, "%s%s%s", d.v[0].msg, d.v[0].hint ? " / " : "",
-				 d.v[0].hint ? d.v[0].hint : "");
-	}
-	if (!sc && !diag)
-		fl_diags_print(&d, stderr);
-	fl_diags_free(&d);
-	return sc;
-}
-
 static void forget(struct world *w, struct fl_scenario *sc)
 {
 	for (int i = 0; i < w->nlive; i++)
@@ -698,7 +655,7 @@ static void forget(struct world *w, struct fl_scenario *sc)
 /* Parse one fault, aim it at the test cgroup, check and apply it. */
 static struct fl_fault *apply_fault(struct world *w, const char *yaml, struct fl_scenario **out)
 {
-	struct fl_scenario *sc = scenario_try(yaml, NULL, 0);
+	struct fl_scenario *sc = fl_tl_scenario("t", yaml, NULL, 0);
 	struct fl_fault *f;
 	struct fl_err e = {0};
 
@@ -743,13 +700,12 @@ static const struct fl_observation *obs_of(struct fl_fault *f, struct fl_observa
 
 static double obs_num(const struct fl_observation *o, const char *key)
 {
-	for (int i = 0; i < o->n; i++)
-		if (!strcmp(o->kv[i].key, key)) {
-			assert_true(o->kv[i].is_num);
-			return o->kv[i].num;
-		}
-	fail_msg("observation has no %s", key);
-	return -1;
+	int i = fl_tl_obs_index(o, key);
+
+	if (i < 0)
+		fail_msg("observation has no %s", key);
+	assert_true(o->kv[i].is_num);
+	return o->kv[i].num;
 }
 
 static void settle(void)
@@ -1193,9 +1149,10 @@ static void test_cgroup_backend_refuses_egress(void **state)
 		print_message("skipped: network.loss is not registered in this tree\n");
 		skip();
 	}
-	sc = scenario_try("  - {name: lossy, type: network.loss, duration: 1s, percent: 20%, backend: cgroup,\n"
-			  "     match: {protocol: udp, dst_port: 9}}\n",
-			  NULL, 0);
+	sc = fl_tl_scenario("t",
+			    "  - {name: lossy, type: network.loss, duration: 1s, percent: 20%, backend: cgroup,\n"
+			    "     match: {protocol: udp, dst_port: 9}}\n",
+			    NULL, 0);
 	assert_non_null(sc);
 	sc->faults[0].target = &w->info;
 	assert_int_equal(sc->faults[0].inj->check(&sc->faults[0], &e), -EOPNOTSUPP);
@@ -1309,7 +1266,7 @@ static void test_dead_controller_leaves_nothing(void **state)
 	pid = fork();
 	assert_true(pid >= 0);
 	if (pid == 0) {
-		struct fl_scenario *sc = scenario_try(yaml, NULL, 0);
+		struct fl_scenario *sc = fl_tl_scenario("t", yaml, NULL, 0);
 		struct fl_journal *j = NULL;
 		char ok = 'n';
 
@@ -1342,11 +1299,11 @@ static void test_dead_controller_leaves_nothing(void **state)
 	assert_int_equal(r.errs, 2);
 	kill(pid, SIGKILL);
 	assert_int_equal(waitpid(pid, &status, 0), pid);
-	t0 = mono_ms();
-	while (mono_ms() - t0 < 3000) {
+	t0 = fl_tl_now_ms();
+	while (fl_tl_now_ms() - t0 < 3000) {
 		n = attached_count(w->cg);
 		if (!n) {
-			gone_ms = mono_ms() - t0;
+			gone_ms = fl_tl_now_ms() - t0;
 			break;
 		}
 		settle();
@@ -1368,7 +1325,7 @@ static void test_dead_controller_leaves_nothing(void **state)
 static void expect_invalid(const char *yaml, const char *needle)
 {
 	char diag[1024];
-	struct fl_scenario *sc = scenario_try(yaml, diag, sizeof(diag));
+	struct fl_scenario *sc = fl_tl_scenario("t", yaml, diag, sizeof(diag));
 
 	if (sc) {
 		fl_scenario_free(sc);
@@ -1395,9 +1352,11 @@ static void test_validation_and_checks(void **state)
 	expect_invalid("  - {name: d, type: network.dns, duration: 1s, mode: timeout, errno: EPERM}\n", "fail only");
 	expect_invalid("  - {name: d, type: network.dns, duration: 1s, port: 0}\n", "port");
 
-	sc = scenario_try("  - {name: p, type: network.partition, duration: 1s, match: {dst_ip: 10.1.0.0/16, dst_port: 5432}}\n"
-			  "  - {name: d, type: network.dns, duration: 1s, mode: timeout}\n",
-			  NULL, 0);
+	sc = fl_tl_scenario("t",
+			    "  - {name: p, type: network.partition, duration: 1s, match: {dst_ip: 10.1.0.0/16, "
+			    "dst_port: 5432}}\n"
+			    "  - {name: d, type: network.dns, duration: 1s, mode: timeout}\n",
+			    NULL, 0);
 	assert_non_null(sc);
 	/* the parser keeps the prefix (it once dropped it, matching 10.1.0.0/32 instead) */
 	assert_int_equal(fl_fault_value(&sc->faults[0], "match")->obj[fl_param_index(fl_net_match_params, "dst_ip")].cidr.prefix, 16);

@@ -7,12 +7,10 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -26,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "fl_testlib.h"
 #include "journal.h"
 #include "net.h"
 #include "procfs.h"
@@ -61,50 +60,6 @@ static const struct fl_injector test_inj = {.type = "network.delay"};
 
 /* ---- helpers ------------------------------------------------------------------------------- */
 
-static double now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
-}
-
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	int st;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	st = system(cmd);
-	return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
-
-/* stdout of a command, into buf. */
-static void capture(char *buf, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
-static void capture(char *buf, size_t len, const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-	size_t n = 0, got;
-	FILE *p;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	buf[0] = '\0';
-	p = popen(cmd, "r");
-	if (!p)
-		return;
-	while (n < len - 1 && (got = fread(buf + n, 1, len - 1 - n, p)) > 0)
-		n += got;
-	buf[n] = '\0';
-	pclose(p);
-}
-
 /* Every rule listing of a namespace ("" = the host), both flavours; no -t: nothing gets created. */
 static void rules_of(const char *ns, char *buf, size_t len)
 {
@@ -112,10 +67,10 @@ static void rules_of(const char *ns, char *buf, size_t len)
 
 	if (ns[0])
 		snprintf(pre, sizeof(pre), "ip netns exec %s ", ns);
-	capture(buf, len,
-		"(%siptables-nft-save; %sip6tables-nft-save; %siptables-legacy-save; %sip6tables-legacy-save) "
-		"2>/dev/null | grep -e '^-A' || true",
-		pre, pre, pre, pre);
+	fl_tl_capture(buf, len,
+		      "(%siptables-nft-save; %sip6tables-nft-save; %siptables-legacy-save; %sip6tables-legacy-save) "
+		      "2>/dev/null | grep -e '^-A' || true",
+		      pre, pre, pre, pre);
 }
 
 static int count_lines_with(const char *text, const char *needle)
@@ -140,25 +95,10 @@ static int socket_in(const struct fl_netns *ns, int type)
 	return fd;
 }
 
-static struct sockaddr_in addr_of(const char *ip, uint16_t port)
-{
-	struct sockaddr_in s = {.sin_family = AF_INET, .sin_port = htons(port)};
-
-	inet_pton(AF_INET, ip, &s.sin_addr);
-	return s;
-}
-
-static int cmp_double(const void *a, const void *b)
-{
-	double x = *(const double *)a, y = *(const double *)b;
-
-	return x < y ? -1 : x > y;
-}
-
 /* n one-byte ping-pongs over one TCP connection from ns A to B:port; each RTT in ms into out[]. */
 static void pingpong(uint16_t port, int n, double *out)
 {
-	struct sockaddr_in b = addr_of(ADDR_B, port);
+	struct sockaddr_in b = fl_tl_addr4(ADDR_B, port);
 	struct timeval tv = {.tv_sec = 3};
 	int fd = socket_in(&W.a, SOCK_STREAM), one = 1;
 	char c = 'x';
@@ -167,11 +107,11 @@ static void pingpong(uint16_t port, int n, double *out)
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
 	assert_int_equal(connect(fd, (struct sockaddr *)&b, sizeof(b)), 0);
 	for (int i = 0; i < n; i++) {
-		double t0 = now_ms();
+		double t0 = fl_tl_now_ms();
 
 		assert_int_equal(send(fd, &c, 1, 0), 1);
 		assert_int_equal(recv(fd, &c, 1, 0), 1);
-		out[i] = now_ms() - t0;
+		out[i] = fl_tl_now_ms() - t0;
 	}
 	close(fd);
 }
@@ -181,7 +121,7 @@ static double median_rtt(uint16_t port, int n)
 	double v[64];
 
 	pingpong(port, n, v);
-	qsort(v, (size_t)n, sizeof(double), cmp_double);
+	qsort(v, (size_t)n, sizeof(double), fl_tl_cmp_double);
 	return v[n / 2];
 }
 
@@ -192,23 +132,13 @@ static const struct fl_observation *observe(void *st, struct fl_observation *o)
 	return o;
 }
 
-static bool obs_get(const struct fl_observation *o, const char *key, double *v)
-{
-	for (int i = 0; i < o->n; i++)
-		if (!strcmp(o->kv[i].key, key)) {
-			*v = o->kv[i].num;
-			return true;
-		}
-	return false;
-}
-
 static double obs_num(const struct fl_observation *o, const char *key)
 {
-	double v = NAN;
+	int i = fl_tl_obs_index(o, key);
 
-	if (!obs_get(o, key, &v))
+	if (i < 0)
 		fail_msg("observation has no %s", key);
-	return v;
+	return o->kv[i].num;
 }
 
 static void print_obs(const char *what, const struct fl_observation *o)
@@ -301,7 +231,7 @@ static void revert_release(void *st)
 
 static int listen_on(int type, uint16_t port)
 {
-	struct sockaddr_in s = addr_of(ADDR_B, port);
+	struct sockaddr_in s = fl_tl_addr4(ADDR_B, port);
 	int fd = socket(AF_INET, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), one = 1, big = 4 << 20;
 
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
@@ -311,16 +241,12 @@ static int listen_on(int type, uint16_t port)
 	return fd;
 }
 
+/* In B (the caller forked it there): tcp echo on three ports, udp sinks on two. */
 static void __attribute__((noreturn)) server_main(void)
 {
-	int ns, ep, lfd[3], u_loss, u_hold;
+	int ep, lfd[3], u_loss, u_hold;
 	struct epoll_event ev = {.events = EPOLLIN};
-	char path[128];
 
-	snprintf(path, sizeof(path), "/run/netns/%s", W.ns_b);
-	ns = open(path, O_RDONLY);
-	if (ns < 0 || setns(ns, CLONE_NEWNET) < 0)
-		_exit(2);
 	ep = epoll_create1(0);
 	lfd[0] = listen_on(SOCK_STREAM, P_DELAY);
 	lfd[1] = listen_on(SOCK_STREAM, P_CLEAN);
@@ -392,13 +318,12 @@ static void world_destroy(void)
 	if (W.j)
 		fl_journal_close(W.j, false);
 	W.j = NULL;
-	sh("ip netns del %s 2>/dev/null", W.ns_a);
-	sh("ip netns del %s 2>/dev/null", W.ns_b);
-	sh("ip netns del %s 2>/dev/null", W.ns_c);
+	fl_tl_netns_del(W.ns_a);
+	fl_tl_netns_del(W.ns_b);
+	fl_tl_netns_del(W.ns_c);
 	if (W.cg[0])
 		rmdir(W.cg);
-	if (W.dir[0])
-		sh("rm -rf %s", W.dir);
+	fl_tl_rm_rf(W.dir);
 }
 
 static int group_setup(void **state)
@@ -413,7 +338,7 @@ static int group_setup(void **state)
 	snprintf(W.ns_c, sizeof(W.ns_c), "fl-nfq-%d-c", pid);
 	snprintf(W.veth_a, sizeof(W.veth_a), "nfq%da", pid % 10000000);
 	snprintf(W.veth_b, sizeof(W.veth_b), "nfq%db", pid % 10000000);
-	snprintf(W.run_id, sizeof(W.run_id), "20261201T000000-%d-abcd", pid);
+	fl_tl_run_id(W.run_id, sizeof(W.run_id), pid, "abcd");
 	if (geteuid() != 0) {
 		snprintf(W.skip, sizeof(W.skip), "not root: the nfqueue backend needs CAP_NET_ADMIN");
 		return 0;
@@ -424,27 +349,23 @@ static int group_setup(void **state)
 	}
 	printf("  probe: %s\n", e.msg[0] ? e.msg : "ok");
 	rules_of("", W.host_rules_before, sizeof(W.host_rules_before));
-	if (sh("ip netns add %s && ip netns add %s && ip netns add %s", W.ns_a, W.ns_b, W.ns_c) ||
-	    sh("ip link add %s netns %s type veth peer name %s netns %s", W.veth_a, W.ns_a, W.veth_b, W.ns_b) ||
-	    sh("ip -n %s addr add " ADDR_A "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up",
-	       W.ns_a, W.veth_a, W.ns_a, W.veth_a, W.ns_a) ||
-	    sh("ip -n %s addr add " ADDR_B "/24 dev %s && ip -n %s link set %s up && ip -n %s link set lo up",
-	       W.ns_b, W.veth_b, W.ns_b, W.veth_b, W.ns_b))
+	if (fl_tl_sh("ip netns add %s && ip netns add %s && ip netns add %s", W.ns_a, W.ns_b, W.ns_c) ||
+	    fl_tl_veth_pair(W.ns_a, W.veth_a, ADDR_A "/24", W.ns_b, W.veth_b, ADDR_B "/24"))
 		return -1;
 	if (fl_netns_open(W.ns_a, &W.a, &e))
 		return -1;
-	snprintf(W.dir, sizeof(W.dir), "/tmp/fl-nfq-XXXXXX");
-	if (!mkdtemp(W.dir) || fl_journal_open(W.dir, W.run_id, "test_net_nfq", &W.j, &e))
+	W.j = fl_tl_journal(W.dir, sizeof(W.dir), "fl-nfq", W.run_id, "test_net_nfq");
+	if (!W.j)
 		return -1;
 	W.sink = mmap(NULL, sizeof(*W.sink), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
 	if (W.sink == MAP_FAILED)
 		return -1;
-	W.server = fork();
+	W.server = fl_tl_fork_in_netns(W.ns_b);
 	if (W.server == 0)
 		server_main();
 	/* the listeners are up when a connect works */
 	for (int i = 0; i < 200; i++) {
-		struct sockaddr_in b = addr_of(ADDR_B, P_RR);
+		struct sockaddr_in b = fl_tl_addr4(ADDR_B, P_RR);
 		int fd = socket_in(&W.a, SOCK_STREAM), ok = connect(fd, (struct sockaddr *)&b, sizeof(b)) == 0;
 
 		close(fd);
@@ -691,12 +612,7 @@ static double median_rtt_in_cgroup(const char *cg, uint16_t port, int n)
 	assert_int_equal(pipe(p), 0);
 	c = fork();
 	if (c == 0) {
-		char path[4200];
-		FILE *f;
-
-		snprintf(path, sizeof(path), "%s/cgroup.procs", cg);
-		f = fopen(path, "w");
-		if (!f || fprintf(f, "%d\n", (int)getpid()) < 0 || fclose(f) != 0)
+		if (fl_tl_cgroup_join(cg))
 			_exit(2);
 		med = median_rtt(port, n);
 		if (write(p[1], &med, sizeof(med)) != sizeof(med))
@@ -773,7 +689,7 @@ static uint64_t sink_count(uint64_t *c)
 /* n datagrams from A to B:port, paced so no socket buffer on the way overflows. */
 static void send_udp(uint16_t port, int n, int per_ms)
 {
-	struct sockaddr_in b = addr_of(ADDR_B, port);
+	struct sockaddr_in b = fl_tl_addr4(ADDR_B, port);
 	int fd = socket_in(&W.a, SOCK_DGRAM), big = 8 << 20;
 	char payload[32] = "faultline nfq test";
 
@@ -838,7 +754,7 @@ static void test_revert_loses_no_held_packet(void **state)
 	r.fx.delay_ns = 2000 * 1000000LL; /* far longer than the test waits: only the revert frees them */
 	st = apply(&r);
 	fl_net_req_fini(&r);
-	t0 = now_ms();
+	t0 = fl_tl_now_ms();
 	send_udp(P_HOLD, sent, 100);
 	usleep(50000);
 	observe(st, &o);
@@ -847,8 +763,8 @@ static void test_revert_loses_no_held_packet(void **state)
 	assert_int_equal(__atomic_load_n(&W.sink->hold, __ATOMIC_RELAXED) - before, 0);
 	revert_release(st);
 	got = sink_count(&W.sink->hold) - before;
-	printf("  %d held, revert after %.0f ms: %llu delivered\n", sent, now_ms() - t0, (unsigned long long)got);
-	assert_true(now_ms() - t0 < 2000); /* released by the revert, not by their timer */
+	printf("  %d held, revert after %.0f ms: %llu delivered\n", sent, fl_tl_now_ms() - t0, (unsigned long long)got);
+	assert_true(fl_tl_now_ms() - t0 < 2000); /* released by the revert, not by their timer */
 	assert_int_equal(got, sent);
 	observe(st, &o);
 	assert_true(obs_num(&o, "held_now") == 0);
@@ -948,7 +864,7 @@ static void test_revert_record_of_a_vanished_namespace(void **state)
 			assert_int_equal(fl_net_backend_nfqueue.revert_record(&info.recs[i], &e), 0);
 	revert_release(st);
 	release(st);
-	assert_int_equal(sh("ip netns del %s", W.ns_c), 0);
+	assert_int_equal(fl_tl_sh("ip netns del %s", W.ns_c), 0);
 	for (int i = 0; i < info.nrecs; i++)
 		if (!strcmp(info.recs[i].fault, "gone") && strstr(info.recs[i].data, "rules="))
 			assert_int_equal(fl_net_backend_nfqueue.revert_record(&info.recs[i], &e), 0);
@@ -993,19 +909,20 @@ static void test_sweep_removes_only_dead_runs(void **state)
 	(void)state;
 	NEED_WORLD();
 	snprintf(live, sizeof(live), "faultline-%s-live", W.run_id);
-	assert_int_equal(sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6001 -m comment "
-			    "--comment faultline-" DEAD_RUN "-orphan %s", W.ns_a, tail), 0);
-	assert_int_equal(sh("ip netns exec %s ip6tables-nft -t mangle -A OUTPUT -p udp --dport 6001 -m comment "
-			    "--comment faultline-" DEAD_RUN "-orphan6 %s", W.ns_a, tail), 0);
-	assert_int_equal(sh("ip netns exec %s iptables-legacy -t mangle -A PREROUTING -p tcp --sport 6002 -m comment "
-			    "--comment faultline-" DEAD_RUN "-orphanl %s", W.ns_a, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6001 "
+				  "-m comment --comment faultline-" DEAD_RUN "-orphan %s", W.ns_a, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s ip6tables-nft -t mangle -A OUTPUT -p udp --dport 6001 "
+				  "-m comment --comment faultline-" DEAD_RUN "-orphan6 %s", W.ns_a, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s iptables-legacy -t mangle -A PREROUTING -p tcp --sport 6002 "
+				  "-m comment --comment faultline-" DEAD_RUN "-orphanl %s", W.ns_a, tail), 0);
 	/* iptables-save quotes a cgroup path (and any value beyond [A-Za-z0-9-]): the sweep must parse it */
-	assert_int_equal(sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6005 -m cgroup --path / "
-			    "-m comment --comment faultline-" DEAD_RUN "-orphan_q %s", W.ns_a, tail), 0);
-	assert_int_equal(sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6003 -m comment "
-			    "--comment faultline-prod %s", W.ns_a, tail), 0);
-	assert_int_equal(sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6004 -m comment "
-			    "--comment %s %s", W.ns_a, live, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6005 "
+				  "-m cgroup --path / -m comment --comment faultline-" DEAD_RUN "-orphan_q %s",
+				  W.ns_a, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6003 "
+				  "-m comment --comment faultline-prod %s", W.ns_a, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s iptables-nft -t mangle -A OUTPUT -p udp --dport 6004 "
+				  "-m comment --comment %s %s", W.ns_a, live, tail), 0);
 	assert_int_equal(fl_net_backend_nfqueue.sweep(&sw), 0);
 	assert_int_equal(seen.failed, 0);
 	assert_int_equal(seen.removed, 4);
@@ -1020,10 +937,10 @@ static void test_sweep_removes_only_dead_runs(void **state)
 	seen.removed = 0;
 	assert_int_equal(fl_net_backend_nfqueue.sweep(&sw), 0);
 	assert_int_equal(seen.removed, 0);
-	assert_int_equal(sh("ip netns exec %s iptables-nft -t mangle -D OUTPUT -p udp --dport 6003 -m comment "
-			    "--comment faultline-prod %s", W.ns_a, tail), 0);
-	assert_int_equal(sh("ip netns exec %s iptables-nft -t mangle -D OUTPUT -p udp --dport 6004 -m comment "
-			    "--comment %s %s", W.ns_a, live, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s iptables-nft -t mangle -D OUTPUT -p udp --dport 6003 "
+				  "-m comment --comment faultline-prod %s", W.ns_a, tail), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s iptables-nft -t mangle -D OUTPUT -p udp --dport 6004 "
+				  "-m comment --comment %s %s", W.ns_a, live, tail), 0);
 }
 
 static void test_nothing_left_behind(void **state)

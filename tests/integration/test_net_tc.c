@@ -5,25 +5,21 @@
 #include <stdint.h>
 #include <cmocka.h>
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
+#include "fl_testlib.h"
 #include "journal.h"
 #include "net.h"
 #include "scenario.h"
@@ -41,66 +37,24 @@ struct world {
 	char before[8192];        /* `tc qdisc/class show` of A's veth before the test */
 };
 
-static int sh(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int sh(const char *fmt, ...)
-{
-	char cmd[1024];
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(cmd, sizeof(cmd), fmt, ap);
-	va_end(ap);
-	return system(cmd);
-}
-
-static void capture(const char *cmd, char *buf, size_t len)
-{
-	FILE *p = popen(cmd, "r");
-	size_t n = p ? fread(buf, 1, len - 1, p) : 0;
-
-	buf[n] = '\0';
-	if (p)
-		pclose(p);
-}
-
 static void tc_view(const struct world *w, char *buf, size_t len)
 {
-	char cmd[512];
-
 	/* configuration only: a restored qdisc is a new one, its counters (htb's direct_packets_stat) restart */
-	snprintf(cmd, sizeof(cmd), "{ tc -n %s qdisc show dev veth-a; tc -n %s class show dev veth-a; "
-				   "tc -n %s filter show dev veth-a; } | sed 's/direct_packets_stat [0-9]* //'",
-		 w->ns_a, w->ns_a, w->ns_a);
-	capture(cmd, buf, len);
+	fl_tl_capture(buf, len, "{ tc -n %s qdisc show dev veth-a; tc -n %s class show dev veth-a; "
+				"tc -n %s filter show dev veth-a; } | sed 's/direct_packets_stat [0-9]* //'",
+		      w->ns_a, w->ns_a, w->ns_a);
 }
 
-static int enter(const char *ns)
-{
-	char p[128];
-	int fd;
-
-	snprintf(p, sizeof(p), "/run/netns/%s", ns);
-	fd = open(p, O_RDONLY | O_CLOEXEC);
-	if (fd < 0 || setns(fd, CLONE_NEWNET) < 0)
-		return -1;
-	close(fd);
-	return 0;
-}
-
-/* In B: accept on both ports and read everything; one child per connection. */
+/* In B (the caller forked it there): accept on both ports and read everything; one child per connection. */
 static void server_main(const struct world *w)
 {
 	int fds[2];
 	uint16_t ports[2] = {w->port_shaped, w->port_free};
 
-	prctl(PR_SET_PDEATHSIG, SIGKILL);
-	if (enter(w->ns_b))
-		_exit(1);
 	for (int i = 0; i < 2; i++) {
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(ports[i])};
+		struct sockaddr_in sa = fl_tl_addr4(ADDR_B, ports[i]);
 		int one = 1;
 
-		inet_pton(AF_INET, ADDR_B, &sa.sin_addr);
 		fds[i] = socket(AF_INET, SOCK_STREAM, 0);
 		setsockopt(fds[i], SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		if (bind(fds[i], (struct sockaddr *)&sa, sizeof(sa)) || listen(fds[i], 64))
@@ -131,7 +85,6 @@ static void server_main(const struct world *w)
 static int setup(void **state)
 {
 	struct world *w = calloc(1, sizeof(*w));
-	struct fl_err e;
 
 	if (geteuid() != 0) {
 		free(w);
@@ -139,22 +92,18 @@ static int setup(void **state)
 	}
 	snprintf(w->ns_a, sizeof(w->ns_a), "fl-tc-%d-a", (int)getpid());
 	snprintf(w->ns_b, sizeof(w->ns_b), "fl-tc-%d-b", (int)getpid());
-	if (sh("ip netns add %s && ip netns add %s && ip link add veth-a netns %s type veth peer name veth-b netns %s "
-	       "&& ip -n %s addr add " ADDR_A "/24 dev veth-a && ip -n %s addr add " ADDR_B "/24 dev veth-b "
-	       "&& ip -n %s link set veth-a up && ip -n %s link set veth-b up && ip -n %s link set lo up",
-	       w->ns_a, w->ns_b, w->ns_a, w->ns_b, w->ns_a, w->ns_b, w->ns_a, w->ns_b, w->ns_a))
+	if (fl_tl_sh("ip netns add %s && ip netns add %s", w->ns_a, w->ns_b) ||
+	    fl_tl_veth_pair(w->ns_a, "veth-a", ADDR_A "/24", w->ns_b, "veth-b", ADDR_B "/24"))
 		return -1;
 	w->port_shaped = 18501;
 	w->port_free = 18502;
-	w->server = fork();
+	w->server = fl_tl_fork_in_netns(w->ns_b);
 	if (w->server == 0)
 		server_main(w);
-	snprintf(w->dir, sizeof(w->dir), "/tmp/fl-tc-XXXXXX");
-	if (!mkdtemp(w->dir))
-		return -1;
 	/* a run id of the real grammar: the sweep test parses names built from it */
-	snprintf(w->run_id, sizeof(w->run_id), "20261201T000000-%d-abcd", (int)getpid());
-	if (fl_journal_open(w->dir, w->run_id, "tc-test", &w->j, &e))
+	fl_tl_run_id(w->run_id, sizeof(w->run_id), getpid(), "abcd");
+	w->j = fl_tl_journal(w->dir, sizeof(w->dir), "fl-tc", w->run_id, "tc-test");
+	if (!w->j)
 		return -1;
 	snprintf(w->info.netns, sizeof(w->info.netns), "/run/netns/%s", w->ns_a);
 	usleep(100 * 1000);
@@ -173,10 +122,11 @@ static int teardown(void **state)
 	kill(w->server, SIGKILL);
 	waitpid(w->server, NULL, 0);
 	fl_journal_close(w->j, false);
-	sh("rm -rf %s", w->dir);
-	sh("ip netns del %s; ip netns del %s", w->ns_a, w->ns_b);
+	fl_tl_rm_rf(w->dir);
+	fl_tl_netns_del(w->ns_a);
+	fl_tl_netns_del(w->ns_b);
 	/* the namespaces are gone and nothing of ours is on the host */
-	capture("ip netns list; tc qdisc show | grep -E 'fa17|fb0' || true", after, sizeof(after));
+	fl_tl_capture(after, sizeof(after), "ip netns list; tc qdisc show | grep -E 'fa17|fb0' || true");
 	if (strstr(after, w->ns_a) || strstr(after, "fa17"))
 		return -1;
 	free(w);
@@ -189,34 +139,16 @@ static int clean_iface(void **state)
 	struct world *w = *state;
 
 	if (w)
-		sh("tc -n %s qdisc del dev veth-a root 2>/dev/null", w->ns_a);
+		fl_tl_sh("tc -n %s qdisc del dev veth-a root 2>/dev/null", w->ns_a);
 	return 0;
 }
 
 static struct fl_scenario *scenario_with(const char *fault_yaml)
 {
-	char buf[4096];
-	struct fl_diags d = {0};
-	struct fl_scenario *sc;
+	struct fl_scenario *sc = fl_tl_scenario("t", fault_yaml, NULL, 0);
 
-	snprintf(buf, sizeof(buf),
-		 "version: 1\nname: t\ntarget: {url: \"http://127.0.0.1:1/\", pid: 4242}\n"
-		 "load: {rate: 1/s}\nslo: {good: {latency: 1s}, survival_ratio: 90%%}\nfaults:\n%s",
-		 fault_yaml);
-	sc = fl_scenario_parse("t.yaml", buf, strlen(buf), NULL, 0, &d);
-	if (!sc)
-		fl_diags_print(&d, stderr);
-	fl_diags_free(&d);
 	assert_non_null(sc);
 	return sc;
-}
-
-static double now_s(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + ts.tv_nsec / 1e9;
 }
 
 /* Bytes/s A -> B:port for `secs` seconds, measured at the sender after the queue drains. */
@@ -227,21 +159,18 @@ static double throughput(const struct world *w, uint16_t port, double secs)
 	double rate = -1;
 
 	assert_int_equal(pipe(p), 0);
-	pid = fork();
+	pid = fl_tl_fork_in_netns(w->ns_a);
 	if (pid == 0) {
-		struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+		struct sockaddr_in sa = fl_tl_addr4(ADDR_B, port);
 		static char buf[16384];
 		unsigned long long sent = 0;
 		double t0, t1, r = -1;
 		int fd, q;
 
-		inet_pton(AF_INET, ADDR_B, &sa.sin_addr);
-		if (enter(w->ns_a))
-			_exit(1);
 		fd = socket(AF_INET, SOCK_STREAM, 0);
 		if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0) {
-			t0 = now_s();
-			while (now_s() - t0 < secs) {
+			t0 = fl_tl_now_s();
+			while (fl_tl_now_s() - t0 < secs) {
 				ssize_t n = write(fd, buf, sizeof(buf));
 
 				if (n <= 0)
@@ -251,7 +180,7 @@ static double throughput(const struct world *w, uint16_t port, double secs)
 			/* what is still in the send queue has not passed the shaper yet */
 			if (ioctl(fd, TIOCOUTQ, &q) == 0 && (unsigned long long)q <= sent)
 				sent -= (unsigned long long)q;
-			t1 = now_s();
+			t1 = fl_tl_now_s();
 			r = (double)sent / (t1 - t0);
 		}
 		if (write(p[1], &r, sizeof(r)) < 0)
@@ -274,20 +203,17 @@ static double handshake_ms(const struct world *w, uint16_t port)
 	double ms = -1;
 
 	assert_int_equal(pipe(p), 0);
-	pid = fork();
+	pid = fl_tl_fork_in_netns(w->ns_a);
 	if (pid == 0) {
 		double v[5], r;
 
-		if (enter(w->ns_a))
-			_exit(1);
 		for (int i = 0; i < 5; i++) {
-			struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+			struct sockaddr_in sa = fl_tl_addr4(ADDR_B, port);
 			int fd = socket(AF_INET, SOCK_STREAM, 0);
 			double t0;
 
-			inet_pton(AF_INET, ADDR_B, &sa.sin_addr);
-			t0 = now_s();
-			v[i] = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? (now_s() - t0) * 1000 : -1;
+			t0 = fl_tl_now_s();
+			v[i] = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? (fl_tl_now_s() - t0) * 1000 : -1;
 			close(fd);
 		}
 		for (int i = 0; i < 5; i++)
@@ -308,14 +234,6 @@ static double handshake_ms(const struct world *w, uint16_t port)
 	close(p[0]);
 	waitpid(pid, NULL, 0);
 	return ms;
-}
-
-static double obs_num(const struct fl_observation *o, const char *key)
-{
-	for (int i = 0; i < o->n; i++)
-		if (!strcmp(o->kv[i].key, key))
-			return o->kv[i].num;
-	return -1;
 }
 
 static void release(struct fl_fault *f)
@@ -365,7 +283,7 @@ static void test_bandwidth_rate_and_scope(void **state)
 	shaped = throughput(w, w->port_shaped, 3.0);
 	o.n = 0;
 	assert_int_equal(f->inj->observe(f, &o), 0);
-	observed = obs_num(&o, "rate_observed_Bps");
+	observed = fl_tl_obs_num(&o, "rate_observed_Bps", -1);
 	unshaped = throughput(w, w->port_free, 1.0);
 	print_message("tbf 10Mbit/s: %.2f Mbit/s shaped (faultline saw %.2f), %.1f Mbit/s on the "
 		      "unmatched port, %.1f Mbit/s before\n",
@@ -397,12 +315,13 @@ static void test_user_root_restored_exactly(void **state)
 
 	SKIP_UNLESS_ROOT(w);
 	/* default 99 names no class: traffic takes htb's direct queue, whose live counter is in the dump */
-	assert_int_equal(sh("tc -n %s qdisc add dev veth-a root handle 7: htb default 99 && "
-			    "tc -n %s class add dev veth-a parent 7: classid 7:10 htb rate 50mbit && "
-			    "tc -n %s class add dev veth-a parent 7: classid 7:20 htb rate 20mbit ceil 40mbit && "
-			    "tc -n %s qdisc add dev veth-a parent 7:20 handle 21: tbf rate 30mbit burst 32k latency 40ms",
-			    w->ns_a, w->ns_a, w->ns_a, w->ns_a), 0);
-	assert_int_equal(sh("ip netns exec %s ping -c 3 -i 0.2 -q " ADDR_B " >/dev/null", w->ns_a), 0);
+	assert_int_equal(fl_tl_sh("tc -n %s qdisc add dev veth-a root handle 7: htb default 99 && "
+				  "tc -n %s class add dev veth-a parent 7: classid 7:10 htb rate 50mbit && "
+				  "tc -n %s class add dev veth-a parent 7: classid 7:20 htb rate 20mbit ceil 40mbit && "
+				  "tc -n %s qdisc add dev veth-a parent 7:20 handle 21: tbf rate 30mbit burst 32k "
+				  "latency 40ms",
+				  w->ns_a, w->ns_a, w->ns_a, w->ns_a), 0);
+	assert_int_equal(fl_tl_sh("ip netns exec %s ping -c 3 -i 0.2 -q " ADDR_B " >/dev/null", w->ns_a), 0);
 	tc_view(w, before, sizeof(before));
 	sc = scenario_with("  - {name: bw2, type: network.bandwidth, duration: 5s, rate: 1Mbit/s, "
 			   "match: {dst_ip: " ADDR_B ", dst_port: 18501}}\n");
@@ -426,18 +345,17 @@ static void test_user_root_restored_exactly(void **state)
 	assert_string_equal(back, before);
 	/* the saved copy is gone once the tree is verified back */
 	{
-		char cmd[128], left[256];
+		char left[256];
 
-		snprintf(cmd, sizeof(cmd), "ls %s | grep -c saved", w->dir);
-		capture(cmd, left, sizeof(left));
+		fl_tl_capture(left, sizeof(left), "ls %s | grep -c saved", w->dir);
 		assert_int_equal(atoi(left), 0);
 	}
 	fl_journal_mark_fault_reverted(w->j, f->name);
 	release(f);
 	fl_scenario_free(sc);
 	/* filters on a user's tree cannot be put back faithfully: refused before anything happens */
-	assert_int_equal(sh("tc -n %s filter add dev veth-a parent 7: protocol ip prio 5 u32 match ip dport 9 0xffff "
-			    "flowid 7:10", w->ns_a), 0);
+	assert_int_equal(fl_tl_sh("tc -n %s filter add dev veth-a parent 7: protocol ip prio 5 u32 match ip dport 9 "
+				  "0xffff flowid 7:10", w->ns_a), 0);
 	sc = scenario_with("  - {name: bw3, type: network.bandwidth, duration: 5s, rate: 1Mbit/s, "
 			   "match: {dst_ip: " ADDR_B "}}\n");
 	f = &sc->faults[0];
@@ -445,7 +363,7 @@ static void test_user_root_restored_exactly(void **state)
 	assert_int_equal(f->inj->check(f, &e), -EBUSY);
 	assert_non_null(strstr(e.msg, "filter"));
 	fl_scenario_free(sc);
-	assert_int_equal(sh("tc -n %s qdisc del dev veth-a root", w->ns_a), 0);
+	assert_int_equal(fl_tl_sh("tc -n %s qdisc del dev veth-a root", w->ns_a), 0);
 	tc_view(w, back, sizeof(back));
 	assert_string_equal(back, w->before);
 }
@@ -533,7 +451,7 @@ static void test_foreign_slot_untouched(void **state)
 	sc->faults[0].target = sc2->faults[0].target = &w->info;
 	assert_int_equal(sc->faults[0].inj->apply(&sc->faults[0], w->j, &e), 0);
 	/* our root disappears behind our back (someone ran tc qdisc del) */
-	assert_int_equal(sh("tc -n %s qdisc del dev veth-a root", w->ns_a), 0);
+	assert_int_equal(fl_tl_sh("tc -n %s qdisc del dev veth-a root", w->ns_a), 0);
 	/* another run, another state dir, takes the interface and minor 1 */
 	snprintf(odir, sizeof(odir), "/tmp/fl-tc-other-XXXXXX");
 	assert_non_null(mkdtemp(odir));
@@ -555,7 +473,7 @@ static void test_foreign_slot_untouched(void **state)
 	tc_view(w, after, sizeof(after));
 	assert_string_equal(after, w->before);
 	fl_journal_close(other, false);
-	sh("rm -rf %s", odir);
+	fl_tl_rm_rf(odir);
 	release(&sc->faults[0]);
 	release(&sc2->faults[0]);
 	fl_scenario_free(sc);
@@ -596,7 +514,7 @@ static void test_sweep_orphan_root(void **state)
 	assert_int_equal(sc->faults[0].inj->apply(&sc->faults[0], orphan, &e), 0);
 	/* the controller "dies": its state and journal are lost */
 	fl_journal_close(orphan, false);
-	sh("rm -rf %s", odir);
+	fl_tl_rm_rf(odir);
 	sw.priv = "20261130T000000-999999-dead";
 	swept = 0;
 	assert_int_equal(fl_inj_network_delay.sweep(&sw), 0);
@@ -663,7 +581,7 @@ static void test_netem_delay_accuracy(void **state)
 	usleep(300 * 1000);
 	o.n = 0;
 	f->inj->observe(f, &o);
-	added = obs_num(&o, "added_rtt_ms");
+	added = fl_tl_obs_num(&o, "added_rtt_ms", -1);
 	print_message("netem 50ms: handshake %.2f -> %.2f ms on the matched port, %.2f -> %.2f ms on the "
 		      "other; faultline observed +%.2f ms\n", base, delayed, base_free, untouched, added);
 	assert_true(delayed - base > 47 && delayed - base < 53);
@@ -686,18 +604,15 @@ static void handshake_samples(const struct world *w, uint16_t port, double *v, i
 	pid_t pid;
 
 	assert_int_equal(pipe(p), 0);
-	pid = fork();
+	pid = fl_tl_fork_in_netns(w->ns_a);
 	if (pid == 0) {
-		if (enter(w->ns_a))
-			_exit(1);
 		for (int i = 0; i < n; i++) {
-			struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons(port)};
+			struct sockaddr_in sa = fl_tl_addr4(ADDR_B, port);
 			int fd = socket(AF_INET, SOCK_STREAM, 0);
 			double t0, ms;
 
-			inet_pton(AF_INET, ADDR_B, &sa.sin_addr);
-			t0 = now_s();
-			ms = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? (now_s() - t0) * 1000 : -1;
+			t0 = fl_tl_now_s();
+			ms = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0 ? (fl_tl_now_s() - t0) * 1000 : -1;
 			close(fd);
 			if (write(p[1], &ms, sizeof(ms)) != sizeof(ms))
 				_exit(1);
@@ -787,12 +702,11 @@ static void test_netem_loss_accuracy(void **state)
 	assert_int_equal(f->inj->apply(f, w->j, &e), 0);
 	/* 2000 pings, flooded: the receiver-side count is ping's own */
 	{
-		char out[4096], cmd[256];
+		char out[4096];
 		int sent = 0, got = 0;
 		char *p;
 
-		snprintf(cmd, sizeof(cmd), "ip netns exec %s ping -n -q -f -c 2000 -W 1 " ADDR_B " 2>&1", w->ns_a);
-		capture(cmd, out, sizeof(out));
+		fl_tl_capture(out, sizeof(out), "ip netns exec %s ping -n -q -f -c 2000 -W 1 " ADDR_B " 2>&1", w->ns_a);
 		p = strstr(out, "packets transmitted");
 		assert_non_null(p);
 		while (p > out && p[-1] != '\n')
@@ -803,8 +717,8 @@ static void test_netem_loss_accuracy(void **state)
 		assert_true(sent >= 2000 && loss > 0.17 && loss < 0.23);
 	}
 	f->inj->observe(f, &o);
-	print_message("faultline observed %.2f%%\n", obs_num(&o, "loss_observed") * 100);
-	assert_true(obs_num(&o, "loss_observed") > 0.17 && obs_num(&o, "loss_observed") < 0.23);
+	print_message("faultline observed %.2f%%\n", fl_tl_obs_num(&o, "loss_observed", -1) * 100);
+	assert_true(fl_tl_obs_num(&o, "loss_observed", -1) > 0.17 && fl_tl_obs_num(&o, "loss_observed", -1) < 0.23);
 	assert_int_equal(f->inj->revert(f, &e), 0);
 	fl_journal_mark_fault_reverted(w->j, f->name);
 	release(f);
