@@ -185,7 +185,9 @@ struct fl_injector {
 	X(network_reorder)  \
 	X(network_bandwidth) \
 	X(network_partition) \
-	X(network_dns)
+	X(network_dns)      \
+	X(syscall_error)    \
+	X(syscall_delay)
 
 #define FL_DECLARE_INJECTOR(id) extern const struct fl_injector fl_inj_##id;
 FL_INJECTORS(FL_DECLARE_INJECTOR)
@@ -199,6 +201,20 @@ const struct fl_injector *fl_injector_find(const char *type);
 int fl_param_index(const struct fl_param *params, const char *name);
 /* Typed access for injectors; the parameter must exist in their table. */
 const struct fl_value *fl_fault_value(const struct fl_fault *f, const char *name);
+
+/*
+ * Probes of the mechanisms behind a type (a netem qdisc, a BPF LSM program, ...) may fork or
+ * load a program, so each runs once per process and its result and note are kept.
+ */
+typedef int (*fl_probe_fn)(struct fl_err *err);
+int fl_probe_once(fl_probe_fn probe, struct fl_err *err);
+/* Whether `probe` has run in this process (its result in *rc): plan never probes. */
+bool fl_probe_done(fl_probe_fn probe, int *rc);
+/*
+ * A type runs when any of its mechanisms does: 0 with a note "runs here with: a, b; c
+ * unavailable: why" (or -EOPNOTSUPP with every reason). probes[i] may be NULL: always there.
+ */
+int fl_probe_any(const char *const *names, const fl_probe_fn *probes, int n, struct fl_err *err);
 
 /* Observation helpers. */
 void fl_obs_num(struct fl_observation *o, const char *key, double num, const char *fmt, ...)

@@ -164,45 +164,6 @@ static void effect_of(const struct fl_fault *f, struct fl_net_effect *fx)
 
 /* ---- backend choice ------------------------------------------------------------------------- */
 
-/* Probe results per backend for this process: `auto` asks each once (a probe may fork). */
-struct probe_cache {
-	const struct fl_net_backend *b;
-	bool done;
-	int rc;
-	struct fl_err err;
-};
-static struct probe_cache probes[4];
-
-static int probe_cached(const struct fl_net_backend *b, struct fl_err *err)
-{
-	for (int i = 0; i < 4; i++) {
-		struct probe_cache *c = &probes[i];
-
-		if (c->b && c->b != b)
-			continue;
-		if (!c->done) {
-			c->b = b;
-			fl_err_clear(&c->err);
-			c->rc = b->probe ? b->probe(&c->err) : 0;
-			c->done = true;
-		}
-		if (err && (c->rc || c->err.msg[0]))
-			*err = c->err;
-		return c->rc;
-	}
-	return b->probe ? b->probe(err) : 0;
-}
-
-static bool probed(const struct fl_net_backend *b, int *rc)
-{
-	for (int i = 0; i < 4; i++)
-		if (probes[i].b == b && probes[i].done) {
-			*rc = probes[i].rc;
-			return true;
-		}
-	return false;
-}
-
 static const char *const *backends_of(const struct fl_fault *f)
 {
 	int i = fl_param_index(f->inj->params, "backend");
@@ -239,8 +200,8 @@ static const struct fl_net_backend *choose(const struct fl_fault *f, bool may_pr
 		if (named == B_AUTO && b == &fl_net_backend_cgroup)
 			continue;
 		fl_err_clear(&e);
-		if (may_probe || probed(b, &rc))
-			rc = probe_cached(b, &e);
+		if (may_probe || fl_probe_done(b->probe, &rc))
+			rc = fl_probe_once(b->probe, &e);
 		if (!rc)
 			rc = build_req(f, b, r, &e);
 		if (!rc) {
@@ -254,8 +215,8 @@ static const struct fl_net_backend *choose(const struct fl_fault *f, bool may_pr
 		tried++;
 		if (named != B_AUTO)
 			break;
-		int w = snprintf(why + off, sizeof(why) - off, "%s%s: %s%s%s", off ? "; " : "", names[i], e.msg,
-				 e.hint[0] ? " — " : "", e.hint);
+		/* every candidate's reason, without hints: several must fit one message */
+		int w = snprintf(why + off, sizeof(why) - off, "%s%s: %s", off ? "; " : "", names[i], e.msg);
 		if (w > 0 && (size_t)w < sizeof(why) - off)
 			off += (size_t)w;
 	}
@@ -380,32 +341,15 @@ static int front_conflicts(const struct fl_fault *a, const struct fl_fault *b, s
 	return -EINVAL;
 }
 
-/* A type is runnable when any of its backends is; the note says which cannot run and why. */
+/* A type is runnable when any of its backends is; the note says which can and which cannot. */
 static int probe_any(const char *const *names, struct fl_err *err)
 {
-	char note[FL_ERR_MSG] = "";
-	size_t off = 0;
-	bool any = false;
+	fl_probe_fn probes[8];
+	int n = 0;
 
-	for (int i = 1; names[i]; i++) {
-		const struct fl_net_backend *b = backend_named(names[i]);
-		struct fl_err e;
-
-		fl_err_clear(&e);
-		if (!probe_cached(b, &e)) {
-			any = true;
-			continue;
-		}
-		int w = snprintf(note + off, sizeof(note) - off, "%sbackend %s unavailable: %s%s%s",
-				 off ? "; " : "", names[i], e.msg, e.hint[0] ? " — " : "", e.hint);
-		if (w > 0 && (size_t)w < sizeof(note) - off)
-			off += (size_t)w;
-	}
-	if (!any)
-		return fl_err_set(err, -EOPNOTSUPP, "%s", note);
-	if (note[0])
-		fl_err_set(err, 0, "%s", note);
-	return 0;
+	for (int i = 1; names[i] && n < 8; i++, n++)
+		probes[n] = backend_named(names[i])->probe;
+	return fl_probe_any(names + 1, probes, n, err);
 }
 
 static int front_check(const struct fl_fault *f, struct fl_err *err)

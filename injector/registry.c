@@ -1,6 +1,7 @@
 /* The registry: the X-macro list in injector.h becomes one array; lookups and observation helpers. */
 #include "injector.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -70,4 +71,71 @@ void fl_obs_text(struct fl_observation *o, const char *key, const char *fmt, ...
 	va_start(ap, fmt);
 	obs_put(o, key, false, 0, fmt, ap);
 	va_end(ap);
+}
+
+static struct {
+	fl_probe_fn fn;
+	int rc;
+	struct fl_err err;
+} probed[32];
+
+int fl_probe_once(fl_probe_fn probe, struct fl_err *err)
+{
+	int i;
+
+	if (!probe)
+		return 0;
+	for (i = 0; i < 32 && probed[i].fn && probed[i].fn != probe; i++)
+		;
+	if (i == 32)
+		return probe(err); /* more mechanisms than slots: just ask again */
+	if (!probed[i].fn) {
+		fl_err_clear(&probed[i].err);
+		probed[i].rc = probe(&probed[i].err);
+		probed[i].fn = probe;
+	}
+	if (err && (probed[i].rc || probed[i].err.msg[0]))
+		*err = probed[i].err;
+	return probed[i].rc;
+}
+
+bool fl_probe_done(fl_probe_fn probe, int *rc)
+{
+	for (int i = 0; i < 32 && probed[i].fn; i++)
+		if (probed[i].fn == probe) {
+			*rc = probed[i].rc;
+			return true;
+		}
+	*rc = 0;
+	return !probe;
+}
+
+int fl_probe_any(const char *const *names, const fl_probe_fn *probes, int n, struct fl_err *err)
+{
+	char ok[256] = "", bad[FL_ERR_MSG] = "";
+	size_t ook = 0, obad = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct fl_err e;
+		int w;
+
+		fl_err_clear(&e);
+		if (!fl_probe_once(probes[i], &e)) {
+			w = snprintf(ok + ook, sizeof(ok) - ook, "%s%s", ook ? ", " : "", names[i]);
+			if (w > 0 && (size_t)w < sizeof(ok) - ook)
+				ook += (size_t)w;
+			continue;
+		}
+		w = snprintf(bad + obad, sizeof(bad) - obad, "%s%s unavailable: %s%s%s", obad ? "; " : "", names[i],
+			     e.msg, e.hint[0] ? " — " : "", e.hint);
+		if (w > 0 && (size_t)w < sizeof(bad) - obad)
+			obad += (size_t)w;
+	}
+	if (!ook)
+		return fl_err_set(err, -EOPNOTSUPP, "%s", bad);
+	if (obad)
+		fl_err_set(err, 0, "runs here with: %s; %s", ok, bad);
+	else if (n > 1)
+		fl_err_set(err, 0, "runs here with: %s", ok);
+	return 0;
 }

@@ -10,7 +10,8 @@ name=kill-matrix
 kmns=fl-km-$$
 km_cg=/sys/fs/cgroup/unified/fl-km-$$
 
-# One row per injector: TYPE|its parameters for a fault on the external target.
+# One row per injector (and backend): TYPE|its parameters for a fault on the external target,
+# or TYPE|parameters|launched for one on a target each run launches itself (seccomp needs that).
 # A new injector joins the matrix by adding its line here.
 matrix=(
 	"process.pause|scope: process"
@@ -20,6 +21,9 @@ matrix=(
 	"network.loss|percent: 10%, backend: cgroup, match: {direction: ingress, src_ip: 192.0.2.2}"
 	"network.partition|match: {dst_ip: 192.0.2.2, dst_port: 5432}"
 	"network.dns|mode: fail"
+	"syscall.error|syscalls: [connect], errno: ECONNREFUSED, backend: cgroup, dst_port: 5432"
+	"syscall.error|syscalls: [connect], errno: ECONNREFUSED, backend: seccomp|launched"
+	"syscall.delay|syscalls: [connect], delay: 50ms|launched"
 )
 
 # How each case ends the run, and the exit status that ending must give:
@@ -65,8 +69,12 @@ host_view() {
 	bpftool cgroup show "$km_cg" 2>/dev/null
 }
 
-scenario() { # FILE TYPE PARAMS CASE
-	local dur=30s extra="" guard="{heartbeat: 5s}"
+scenario() { # FILE TYPE PARAMS CASE [launched]
+	local dur=30s extra="" guard="{heartbeat: 5s}" tgt="{url: \"$ext_url\", pid: $ext}"
+	if [ "${5:-}" = launched ]; then
+		local lp=$(port)
+		tgt="{url: \"http://127.0.0.1:$lp/api/report\", run: [$targets/hardened, -listen, \"127.0.0.1:$lp\", -downstream-listen, \"127.0.0.1:$(port)\"], stop_grace: 1s}"
+	fi
 	case $4 in
 	mid-revert) dur=1s ;;
 	guardrail)
@@ -77,7 +85,7 @@ scenario() { # FILE TYPE PARAMS CASE
 	cat >"$1" <<EOF
 version: 1
 name: kill-matrix
-target: {url: "$ext_url", pid: $ext}
+target: $tgt
 load: {rate: 20/s, connections: 4, timeout: 300ms}
 slo: {good: {latency: 250ms}, survival_ratio: 1%, baseline_ratio: 50%, window: 500ms}
 phases: {baseline: 500ms, recovery: 500ms}
@@ -92,23 +100,28 @@ before=$tmp/before
 host_view >"$before"
 
 for row in "${matrix[@]}"; do
-	type=${row%%|*}
-	params=${row#*|}
+	IFS='|' read -r type params launched <<<"$row"
 	for c in $cases; do
-		label="$type / $c"
-		yaml=$tmp/$type-$c.yaml
-		out=$tmp/$type-$c.out
-		scenario "$yaml" "$type" "$params" "$c"
+		label="$type${launched:+ (launched)} / $c"
+		id=$type${launched:+-launched}${params//[^a-z]/}
+		id=${id:0:60}-$c
+		yaml=$tmp/$id.yaml
+		out=$tmp/$id.out
+		scenario "$yaml" "$type" "$params" "$c" "$launched"
 		fp=""
 		case $c in after-journal | after-apply | mid-revert | apply-error) fp="$c:f" ;; esac
-		FAULTLINE_FAILPOINT=$fp "$fl" run "$yaml" --state-dir "$state" --report-dir "$tmp/$type-$c.d" \
+		FAULTLINE_FAILPOINT=$fp "$fl" run "$yaml" --state-dir "$state" --report-dir "$tmp/$id.d" \
 			>"$out" 2>&1 &
 		flpid=$!
 		in_force=""
 		if [ "$c" = mid-fault ] || [ "$c" = sigint ]; then
-			for _ in $(seq 200); do grep -q "applied  f" "$out" && break; sleep 0.02; done
+			# a launched target first has to start and pass its baseline
+			for _ in $(seq 400); do grep -q "applied  f" "$out" && break; sleep 0.02; done
 			sleep 0.1
 			[ "$(host_view)" != "$(cat "$before")" ] && in_force=yes
+			# a launched target and its supervisor are themselves the difference; a seccomp rule
+			# lives inside them: its applied line is what can be seen from here
+			[ -n "$launched" ] && grep -q "applied  f" "$out" && in_force=yes
 			if [ "$c" = mid-fault ]; then kill -9 "$flpid"; else kill -INT "$flpid"; fi
 		fi
 		wait "$flpid" 2>/dev/null
