@@ -76,6 +76,7 @@ struct fl_target_info {
 	char cgroup_v2[4096];      /* absolute path of its cgroup v2 dir, "" if none */
 	char memcg[4096];          /* absolute path of its memory cgroup (v1 or v2), "" if none */
 	char netns[4096];          /* path of a netns file to enter, "" = the controller's own */
+	char url[1024];            /* what the load hits (target.url): clients a fault starts aim here */
 	bool allow_host_wide;      /* scenario allows host-wide scope */
 };
 
