@@ -234,7 +234,7 @@ static void __attribute__((noreturn)) target_main(void)
 			struct sockaddr_in s = fl_tl_addr4(arg, (uint16_t)port);
 
 			conn[nconn].fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-			snprintf(conn[nconn].ip, sizeof(conn[nconn].ip), "%s", arg);
+			snprintf(conn[nconn].ip, sizeof(conn[nconn].ip), "%.63s", arg); /* sscanf took at most 63 */
 			snprintf(out, sizeof(out), "rc=%d",
 				 connect(conn[nconn++].fd, (struct sockaddr *)&s, sizeof(s)) ? errno : 0);
 		} else if (sscanf(line, "dst %63s %d", arg, &port) == 2) {
