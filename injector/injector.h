@@ -217,6 +217,16 @@ bool fl_probe_done(fl_probe_fn probe, int *rc);
  */
 int fl_probe_any(const char *const *names, const fl_probe_fn *probes, int n, struct fl_err *err);
 
+/*
+ * The mechanism a fault runs on: the one the scenario named (names[named], named > 0), or for
+ * `auto` (named 0) the first of names[1..] that try() accepts. try(i, arg, err) returns 0 when
+ * candidate i can run the fault now, a positive value to pass it over silently, else -errno with
+ * its reason. Returns the index chosen, or -errno with err holding the one candidate's reason
+ * (and hint) or every candidate's.
+ */
+int fl_choose(const char *type, const char *const *names, int named,
+	      int (*try)(int i, void *arg, struct fl_err *err), void *arg, struct fl_err *err);
+
 /* Observation helpers. */
 void fl_obs_num(struct fl_observation *o, const char *key, double num, const char *fmt, ...)
 	__attribute__((format(printf, 4, 5)));

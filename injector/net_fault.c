@@ -182,50 +182,38 @@ static int build_req(const struct fl_fault *f, const struct fl_net_backend *b, s
  * host still falls back to nfqueue for an ingress match. cgroup is never chosen by auto: it
  * drops on ingress only and needs the target's cgroup. NULL: err has every candidate's reason.
  */
+struct try_ctx {
+	const struct fl_fault *f;
+	const char *const *names;
+	bool auto_, may_probe;
+	struct fl_net_req *r;
+};
+
+static int try_backend(int i, void *arg, struct fl_err *e)
+{
+	struct try_ctx *c = arg;
+	const struct fl_net_backend *b = backend_named(c->names[i]);
+	int rc = 0;
+
+	if (c->auto_ && b == &fl_net_backend_cgroup)
+		return 1;
+	if (c->may_probe || fl_probe_done(b->probe, &rc))
+		rc = fl_probe_once(b->probe, e);
+	if (!rc)
+		rc = build_req(c->f, b, c->r, e);
+	if (!rc && (rc = b->check(c->r, e)))
+		fl_net_req_fini(c->r);
+	return rc;
+}
+
 static const struct fl_net_backend *choose(const struct fl_fault *f, bool may_probe, struct fl_net_req *r,
 					   struct fl_err *err)
 {
-	const char *const *names = backends_of(f);
 	int named = (int)fl_fault_value(f, "backend")->i;
-	char why[FL_ERR_MSG] = "";
-	size_t off = 0;
-	int last = -EOPNOTSUPP, tried = 0;
-	struct fl_err only;
+	struct try_ctx c = {.f = f, .names = backends_of(f), .auto_ = named == B_AUTO, .may_probe = may_probe, .r = r};
+	int i = fl_choose(f->inj->type, c.names, named, try_backend, &c, err);
 
-	for (int i = named == B_AUTO ? 1 : named; names[i]; i++) {
-		const struct fl_net_backend *b = backend_named(names[i]);
-		struct fl_err e;
-		int rc = 0;
-
-		if (named == B_AUTO && b == &fl_net_backend_cgroup)
-			continue;
-		fl_err_clear(&e);
-		if (may_probe || fl_probe_done(b->probe, &rc))
-			rc = fl_probe_once(b->probe, &e);
-		if (!rc)
-			rc = build_req(f, b, r, &e);
-		if (!rc) {
-			rc = b->check(r, &e);
-			if (!rc)
-				return b;
-			fl_net_req_fini(r);
-		}
-		last = rc;
-		only = e;
-		tried++;
-		if (named != B_AUTO)
-			break;
-		/* every candidate's reason, without hints: several must fit one message */
-		int w = snprintf(why + off, sizeof(why) - off, "%s%s: %s", off ? "; " : "", names[i], e.msg);
-		if (w > 0 && (size_t)w < sizeof(why) - off)
-			off += (size_t)w;
-	}
-	/* one candidate: its own words and hint; several: every one's reason */
-	if (tried == 1 && err)
-		*err = only;
-	else
-		fl_err_set(err, last, "no backend for %s can run this fault here (%s)", f->inj->type, why);
-	return NULL;
+	return i > 0 ? backend_named(c.names[i]) : NULL;
 }
 
 static bool needs_iface(const struct fl_net_backend *b)

@@ -139,3 +139,41 @@ int fl_probe_any(const char *const *names, const fl_probe_fn *probes, int n, str
 		fl_err_set(err, 0, "runs here with: %s", ok);
 	return 0;
 }
+
+int fl_choose(const char *type, const char *const *names, int named,
+	      int (*try)(int i, void *arg, struct fl_err *err), void *arg, struct fl_err *err)
+{
+	char why[FL_ERR_MSG] = "";
+	size_t off = 0;
+	int last = -EOPNOTSUPP, tried = 0;
+	struct fl_err only;
+
+	fl_err_clear(&only);
+	for (int i = named ? named : 1; names[i]; i++) {
+		struct fl_err e;
+		int rc, w;
+
+		fl_err_clear(&e);
+		rc = try(i, arg, &e);
+		if (rc == 0)
+			return i;
+		if (rc > 0)
+			continue;
+		last = rc;
+		only = e;
+		tried++;
+		if (named)
+			break;
+		/* every candidate's reason, without hints: several must fit one message */
+		w = snprintf(why + off, sizeof(why) - off, "%s%s: %s", off ? "; " : "", names[i], e.msg);
+		if (w > 0 && (size_t)w < sizeof(why) - off)
+			off += (size_t)w;
+	}
+	/* one candidate: its own words and hint; several: every one's reason */
+	if (tried == 1) {
+		if (err)
+			*err = only;
+		return last;
+	}
+	return fl_err_set(err, last, "no backend for %s can run this fault here (%s)", type, why);
+}

@@ -174,47 +174,36 @@ static const struct fl_sys_backend *prepared_for(const struct fl_fault *f)
  * that this host can run (probe; with may_probe false, as in plan, an unprobed one counts as
  * possible) and whose check passes now. NULL: err has every candidate's reason.
  */
+struct try_ctx {
+	const char *const *names;
+	const struct fl_sys_backend *pre;
+	bool may_probe;
+	const struct fl_sys_rule *r;
+};
+
+static int try_backend(int i, void *arg, struct fl_err *e)
+{
+	struct try_ctx *c = arg;
+	const struct fl_sys_backend *b = backend_named(c->names[i]);
+	int rc = 0;
+
+	if (c->pre && b != c->pre)
+		return 1;
+	if (c->may_probe || fl_probe_done(b->probe, &rc))
+		rc = fl_probe_once(b->probe, e);
+	return rc ? rc : b->check(c->r, e);
+}
+
 static const struct fl_sys_backend *choose(const struct fl_fault *f, bool may_probe, struct fl_sys_rule *r,
 					   struct fl_err *err)
 {
-	const char *const *names = f->inj->params[fl_param_index(f->inj->params, "backend")].enums;
-	int named = (int)fl_fault_value(f, "backend")->i;
-	const struct fl_sys_backend *pre = prepared_for(f);
-	char why[FL_ERR_MSG] = "";
-	size_t off = 0;
-	int last = -EOPNOTSUPP, tried = 0;
-	struct fl_err only;
+	struct try_ctx c = {.names = f->inj->params[fl_param_index(f->inj->params, "backend")].enums,
+			    .pre = prepared_for(f), .may_probe = may_probe, .r = r};
+	int i;
 
 	rule_of(f, r);
-	for (int i = named ? named : 1; names[i]; i++) {
-		const struct fl_sys_backend *b = backend_named(names[i]);
-		struct fl_err e;
-		int rc = 0;
-
-		if (pre && b != pre)
-			continue;
-		fl_err_clear(&e);
-		if (may_probe || fl_probe_done(b->probe, &rc))
-			rc = fl_probe_once(b->probe, &e);
-		if (!rc)
-			rc = b->check(r, &e);
-		if (!rc)
-			return b;
-		last = rc;
-		only = e;
-		tried++;
-		if (named)
-			break;
-		/* every candidate's reason, without hints: several must fit one message */
-		int w = snprintf(why + off, sizeof(why) - off, "%s%s: %s", off ? "; " : "", names[i], e.msg);
-		if (w > 0 && (size_t)w < sizeof(why) - off)
-			off += (size_t)w;
-	}
-	if (tried == 1 && err)
-		*err = only;
-	else
-		fl_err_set(err, last, "no backend for %s can do this here (%s)", f->inj->type, why);
-	return NULL;
+	i = fl_choose(f->inj->type, c.names, (int)fl_fault_value(f, "backend")->i, try_backend, &c, err);
+	return i > 0 ? backend_named(c.names[i]) : NULL;
 }
 
 /* ---- the injector ops ---------------------------------------------------------------------- */
