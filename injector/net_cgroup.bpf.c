@@ -9,6 +9,7 @@
 #include <bpf/bpf_helpers.h>
 
 #include "net_cgroup.h"
+#include "bpf_common.bpf.h"
 
 /* vmlinux.h carries types, not macros. */
 #define FL_SOCK_STREAM 1
@@ -35,17 +36,13 @@ struct {
 
 static __always_inline void count(__u32 slot)
 {
-	__u64 *v = bpf_map_lookup_elem(&fl_cg_counters, &slot);
-
-	/* per-CPU slot: no other CPU writes it, a plain add is enough */
-	if (v)
-		*v += 1;
+	fl_bpf_count(&fl_cg_counters, slot);
 }
 
 /* The probability roll: one random draw per matched event. */
 static __always_inline bool roll(void)
 {
-	return fl_cfg.threshold >= (1ULL << 32) || (__u64)bpf_get_prandom_u32() < fl_cfg.threshold;
+	return fl_bpf_roll(fl_cfg.threshold);
 }
 
 static __always_inline bool proto_ok(__u32 proto_bit)
@@ -61,17 +58,7 @@ static __always_inline bool port_ok(__u32 want, __u32 port)
 /* addr: words in network byte order; v6 selects 4 words, else word 0 is the IPv4 address. */
 static __always_inline bool end_addr_ok(const volatile struct fl_cg_end *e, const __u32 *addr, bool v6)
 {
-	if (!e->has_addr)
-		return true;
-	if (v6) {
-		/* an IPv4-mapped destination (::ffff:a.b.c.d) is an IPv4 peer for a v4 CIDR */
-		if (e->family == FL_CG_F_V4)
-			return addr[0] == 0 && addr[1] == 0 && addr[2] == bpf_htonl(0xffff) &&
-			       (addr[3] & e->mask[0]) == e->addr[0];
-		return (addr[0] & e->mask[0]) == e->addr[0] && (addr[1] & e->mask[1]) == e->addr[1] &&
-		       (addr[2] & e->mask[2]) == e->addr[2] && (addr[3] & e->mask[3]) == e->addr[3];
-	}
-	return e->family == FL_CG_F_V4 && (addr[0] & e->mask[0]) == e->addr[0];
+	return !e->has_addr || fl_bpf_cidr_has(e->addr, e->mask, e->family != FL_CG_F_V4, addr, v6);
 }
 
 /* ---- connect() and sendmsg(): refuse with the configured errno ------------------------------ */

@@ -3,52 +3,38 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <math.h>
 #include <netinet/in.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
-#include <sys/resource.h>
-#include <sys/stat.h>
-#include <sys/statfs.h>
-#include <time.h>
-#include <unistd.h>
 
 #include <linux/bpf.h>
-#include <linux/capability.h>
 
-#include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "bpf_common.h"
 #include "injector.h"
 #include "journal.h"
 #include "net.h"
-#include "procfs.h"
 #include "units.h"
 
 #include "net_cgroup.skel.h"
 
-#ifndef CGROUP2_SUPER_MAGIC
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#endif
-
-/* revert_record reads the tag at offset 0 of a program's .rodata: keep the layout that way. */
+/* revert_record reads the mark at offset 0 of a program's .rodata: keep the layout that way. */
 _Static_assert(offsetof(struct net_cgroup__rodata, fl_cfg) == 0, "fl_cfg must open .rodata");
 _Static_assert(sizeof(struct net_cgroup__rodata) == sizeof(struct fl_cg_cfg), "fl_cfg must be all of .rodata");
-
-#define PROG_PREFIX "fl_cg_"
+_Static_assert(offsetof(struct fl_cg_cfg, magic) == offsetof(struct fl_bpf_mark, magic) &&
+		       offsetof(struct fl_cg_cfg, tag) == offsetof(struct fl_bpf_mark, tag),
+	       "fl_cfg opens with the mark");
+_Static_assert(sizeof(struct fl_cg_cfg) <= FL_BPF_RODATA_MAX, "fl_cfg fits the read-back buffer");
+_Static_assert(FL_CG_H_NHOOKS <= FL_BPF_MAX_HOOKS, "hooks");
 
 /* ---- hooks ---------------------------------------------------------------------------------- */
 
-static const struct {
-	const char *name;
-	const char *prog;
-	enum bpf_attach_type type;
-} hook_tab[FL_CG_H_NHOOKS] = {
+/* In the order of enum fl_cg_hook's bits. */
+static const struct fl_bpf_hook cg_hooks[FL_CG_H_NHOOKS] = {
 	{"connect4", "fl_cg_connect4", BPF_CGROUP_INET4_CONNECT},
 	{"connect6", "fl_cg_connect6", BPF_CGROUP_INET6_CONNECT},
 	{"sendmsg4", "fl_cg_sendmsg4", BPF_CGROUP_UDP4_SENDMSG},
@@ -57,126 +43,33 @@ static const struct {
 	{"ingress", "fl_cg_ingress", BPF_CGROUP_INET_INGRESS},
 };
 
-static struct bpf_program *hook_prog(struct net_cgroup *s, int i)
-{
-	struct bpf_program *const progs[FL_CG_H_NHOOKS] = {
-		s->progs.fl_cg_connect4, s->progs.fl_cg_connect6, s->progs.fl_cg_sendmsg4,
-		s->progs.fl_cg_sendmsg6, s->progs.fl_cg_egress,   s->progs.fl_cg_ingress,
-	};
-
-	return progs[i];
-}
-
-static void hooks_join(unsigned hooks, bool progs, char *buf, size_t len)
-{
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (int i = 0; i < FL_CG_H_NHOOKS; i++) {
-		int w;
-
-		if (!(hooks & (1u << i)))
-			continue;
-		w = snprintf(buf + off, len - off, "%s%s", off ? "," : "", progs ? hook_tab[i].prog : hook_tab[i].name);
-		if (w < 0 || (size_t)w >= len - off)
-			return;
-		off += (size_t)w;
-	}
-}
+static const struct fl_bpf_kind cg_kind = {
+	.prefix = "fl_cg_",
+	.magic = FL_CG_MAGIC,
+	.rodata_size = sizeof(struct fl_cg_cfg),
+	.hooks = cg_hooks,
+	.nhooks = FL_CG_H_NHOOKS,
+	.lsm = false,
+};
 
 void fl_cg_hooks_format(unsigned hooks, char *buf, size_t len)
 {
-	hooks_join(hooks, false, buf, len);
+	fl_bpf_hooks_join(&cg_kind, hooks, false, buf, len);
 }
 
 void fl_cg_progs_format(unsigned hooks, char *buf, size_t len)
 {
-	hooks_join(hooks, true, buf, len);
-}
-
-/* ---- scope ---------------------------------------------------------------------------------- */
-
-static bool is_cgroup2_root(const char *dir, const struct stat *st)
-{
-	char mount[4096], a[PATH_MAX], b[PATH_MAX];
-
-	/* the root cgroup is kernfs node 1; inside a cgroup namespace the mount's root is the root */
-	if (st->st_ino == 1)
-		return true;
-	return fl_cgroup_mount(NULL, mount, sizeof(mount)) == 0 && realpath(dir, a) && realpath(mount, b) &&
-	       !strcmp(a, b);
-}
-
-int fl_cg_check_scope(const char *cgroup, bool allow_host_wide, uint64_t *cgid, struct fl_err *err)
-{
-	struct statfs sfs;
-	struct stat st;
-
-	if (!cgroup || !cgroup[0]) {
-		fl_err_set(err, -ENOENT, "the target has no cgroup v2 directory to scope the BPF hooks to");
-		fl_err_hint(err, "targets faultline launches (target.run) get one; a found target (pid, "
-				 "cgroup, systemd_unit) must run in a cgroup v2 hierarchy");
-		return -ENOENT;
-	}
-	if (statfs(cgroup, &sfs) < 0 || stat(cgroup, &st) < 0) {
-		int rc = -errno;
-
-		return fl_err_set(err, rc, "target cgroup %s: %s", cgroup, strerror(-rc));
-	}
-	if (sfs.f_type != CGROUP2_SUPER_MAGIC || !S_ISDIR(st.st_mode))
-		return fl_err_set(err, -ENOTDIR, "%s is not a cgroup v2 directory (BPF cgroup hooks need v2)",
-				  cgroup);
-	if (is_cgroup2_root(cgroup, &st) && !allow_host_wide) {
-		fl_err_set(err, -EPERM, "refusing to attach to the root cgroup %s: every process of the host "
-					"would be hit", cgroup);
-		fl_err_hint(err, "launch the target (target.run) so it gets its own cgroup, or set "
-				 "allow_host_wide: true");
-		return -EPERM;
-	}
-	if (!fl_have_cap(CAP_SYS_ADMIN) && (!fl_have_cap(CAP_BPF) || !fl_have_cap(CAP_NET_ADMIN)))
-		return fl_err_set(err, -EPERM, "attaching cgroup BPF programs needs CAP_BPF and CAP_NET_ADMIN "
-					       "(or CAP_SYS_ADMIN): run faultline as root");
-	if (cgid)
-		*cgid = (uint64_t)st.st_ino;
-	return 0;
+	fl_bpf_hooks_join(&cg_kind, hooks, true, buf, len);
 }
 
 /* ---- load, attach, count, unload --------------------------------------------------------------- */
 
 struct fl_cg_prog {
 	struct net_cgroup *skel;
-	unsigned hooks;
-	struct bpf_link *links[FL_CG_H_NHOOKS];
+	struct fl_bpf_links links;
 	uint64_t snap[FL_CG_NCOUNTERS];  /* the counters when unloaded */
 	bool unloaded;
 };
-
-/* Why a load failed, in words a user can act on. */
-static int load_error(int rc, struct fl_err *err)
-{
-	struct rlimit ml = {0};
-
-	fl_err_set(err, rc, "bpf_object__load(net_cgroup): %s", strerror(-rc));
-	if (rc == -EPERM) {
-		bool caps = fl_have_cap(CAP_SYS_ADMIN) || (fl_have_cap(CAP_BPF) && fl_have_cap(CAP_NET_ADMIN));
-
-		getrlimit(RLIMIT_MEMLOCK, &ml);
-		if (!caps)
-			fl_err_hint(err, "loading cgroup BPF programs needs CAP_BPF and CAP_NET_ADMIN (or "
-					 "CAP_SYS_ADMIN): run faultline as root");
-		else
-			fl_err_hint(err, "refused despite CAP_BPF/CAP_SYS_ADMIN: a kernel before 5.11 charges "
-					 "BPF memory to RLIMIT_MEMLOCK (now %llu KiB: raise ulimit -l), or a "
-					 "security module forbids bpf()",
-				    ml.rlim_cur == RLIM_INFINITY ? 0ULL : (unsigned long long)ml.rlim_cur / 1024);
-	} else if (rc == -EINVAL || rc == -EACCES || rc == -E2BIG || rc == -524 /* ENOTSUPP */ || rc == -EOPNOTSUPP) {
-		fl_err_hint(err, "the verifier refused it: cgroup/connect and sendmsg hooks with "
-				 "bpf_set_retval need Linux 5.18 or later (libbpf printed the verifier log)");
-	} else if (rc == -ENOMEM) {
-		fl_err_hint(err, "out of memory for BPF maps (RLIMIT_MEMLOCK or the memory cgroup)");
-	}
-	return rc;
-}
 
 int fl_cg_load(const struct fl_cg_cfg *cfg, unsigned hooks, struct fl_cg_prog **out, struct fl_err *err)
 {
@@ -187,25 +80,19 @@ int fl_cg_load(const struct fl_cg_cfg *cfg, unsigned hooks, struct fl_cg_prog **
 	p = calloc(1, sizeof(*p));
 	if (!p)
 		return fl_err_set(err, -ENOMEM, "out of memory");
-	p->hooks = hooks;
 	p->skel = net_cgroup__open();
 	if (!p->skel) {
 		rc = fl_err_set(err, -errno, "net_cgroup__open: %s", strerror(errno));
 		goto out;
 	}
-	/* only what this fault uses is loaded: fewer programs in bpftool, less verifier time */
-	for (int i = 0; i < FL_CG_H_NHOOKS; i++) {
-		rc = bpf_program__set_autoload(hook_prog(p->skel, i), (hooks & (1u << i)) != 0);
-		if (rc) {
-			fl_err_set(err, rc, "bpf_program__set_autoload(%s): %s", hook_tab[i].prog, strerror(-rc));
-			goto out;
-		}
-	}
+	rc = fl_bpf_links_init(&p->links, &cg_kind, p->skel->obj, hooks, err);
+	if (rc)
+		goto out;
 	p->skel->rodata->fl_cfg = *cfg;
 	p->skel->rodata->fl_cfg.magic = FL_CG_MAGIC;
 	rc = net_cgroup__load(p->skel);
 	if (rc) {
-		load_error(rc, err);
+		fl_bpf_load_error("net_cgroup", rc, err);
 		goto out;
 	}
 	*out = p;
@@ -215,67 +102,14 @@ out:
 	return rc;
 }
 
-static void detach_all(struct fl_cg_prog *p)
-{
-	for (int i = 0; i < FL_CG_H_NHOOKS; i++) {
-		if (!p->links[i])
-			continue;
-		/* detach explicitly: closing our fd is not enough if a forked child inherited it */
-		bpf_link__detach(p->links[i]);
-		bpf_link__destroy(p->links[i]);
-		p->links[i] = NULL;
-	}
-}
-
 int fl_cg_attach(struct fl_cg_prog *p, const char *cgroup, struct fl_err *err)
 {
-	int cgfd, rc = 0;
-
-	cgfd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cgfd < 0)
-		return fl_err_set(err, -errno, "open %s: %s", cgroup, strerror(errno));
-	for (int i = 0; i < FL_CG_H_NHOOKS; i++) {
-		if (!(p->hooks & (1u << i)))
-			continue;
-		p->links[i] = bpf_program__attach_cgroup(hook_prog(p->skel, i), cgfd);
-		if (!p->links[i]) {
-			rc = -errno;
-			fl_err_set(err, rc, "bpf_program__attach_cgroup(%s, %s): %s", hook_tab[i].prog, cgroup,
-				   strerror(-rc));
-			if (rc == -EPERM)
-				fl_err_hint(err, "attaching needs CAP_NET_ADMIN and CAP_BPF (or CAP_SYS_ADMIN)");
-			goto out;
-		}
-	}
-out:
-	/* all or nothing: a half-attached fault would be a different fault */
-	if (rc)
-		detach_all(p);
-	close(cgfd);
-	return rc;
+	return fl_bpf_links_attach(&p->links, cgroup, err);
 }
 
 static int read_counters(struct fl_cg_prog *p, uint64_t out[FL_CG_NCOUNTERS])
 {
-	int ncpu = libbpf_num_possible_cpus(), rc = 0;
-	uint64_t *v;
-
-	if (ncpu <= 0)
-		return ncpu ? ncpu : -EINVAL;
-	v = calloc((size_t)ncpu, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	for (__u32 k = 0; k < FL_CG_NCOUNTERS; k++) {
-		rc = bpf_map__lookup_elem(p->skel->maps.fl_cg_counters, &k, sizeof(k), v,
-					  (size_t)ncpu * sizeof(*v), 0);
-		if (rc)
-			break;
-		out[k] = 0;
-		for (int c = 0; c < ncpu; c++)
-			out[k] += v[c];
-	}
-	free(v);
-	return rc;
+	return fl_bpf_percpu_sum(p->skel->maps.fl_cg_counters, FL_CG_NCOUNTERS, out);
 }
 
 int fl_cg_counters(struct fl_cg_prog *p, uint64_t out[FL_CG_NCOUNTERS])
@@ -296,7 +130,7 @@ int fl_cg_unload(struct fl_cg_prog *p, struct fl_err *err)
 	if (!p || p->unloaded)
 		return 0;
 	/* detach first: nothing more is counted, so the snapshot is final */
-	detach_all(p);
+	fl_bpf_links_drop(&p->links);
 	if (p->skel) {
 		rc = read_counters(p, p->snap);
 		if (rc)
@@ -313,7 +147,7 @@ void fl_cg_destroy(struct fl_cg_prog *p)
 {
 	if (!p)
 		return;
-	detach_all(p);
+	fl_bpf_links_drop(&p->links);
 	net_cgroup__destroy(p->skel);
 	free(p);
 }
@@ -321,17 +155,13 @@ void fl_cg_destroy(struct fl_cg_prog *p)
 int fl_cg_probe(struct fl_err *err)
 {
 	struct fl_cg_cfg cfg = {.threshold = 1ULL << 32, .err = ECONNREFUSED};
-	char mount[4096];
 	struct fl_cg_prog *p = NULL;
 	libbpf_print_fn_t quiet;
 	int rc;
 
-	if (fl_cgroup_mount(NULL, mount, sizeof(mount))) {
-		fl_err_set(err, -ENOENT, "no cgroup v2 hierarchy is mounted: the BPF cgroup hooks attach "
-					 "to cgroup v2 directories");
-		fl_err_hint(err, "mount -t cgroup2 none /sys/fs/cgroup/unified (it can live beside v1)");
-		return -ENOENT;
-	}
+	rc = fl_bpf_need_cgroup2(err);
+	if (rc)
+		return rc;
 	/*
 	 * Every program, to know the verifier takes them all; freed at once, never attached. libbpf
 	 * is silenced meanwhile: our reason is precise, its "raise RLIMIT_MEMLOCK" guess is not.
@@ -343,59 +173,7 @@ int fl_cg_probe(struct fl_err *err)
 	return rc;
 }
 
-uint64_t fl_cg_new_tag(void)
-{
-	uint64_t t = 0;
-
-	while (!t) {
-		if (getrandom(&t, sizeof(t), 0) != (ssize_t)sizeof(t))
-			t = ((uint64_t)getpid() << 32) ^ (uint64_t)time(NULL) ^ (uint64_t)clock();
-	}
-	return t;
-}
-
 /* ---- journal records -------------------------------------------------------------------------- */
-
-/* Record values hold no blank, '#' or '%' unescaped: "%XX" for those (and anything unprintable). */
-static int path_escape(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (const unsigned char *c = (const unsigned char *)in; *c; c++) {
-		bool esc = *c <= ' ' || *c >= 0x7f || *c == '#' || *c == '%' || *c == '=';
-
-		if (o + (esc ? 3 : 1) >= len)
-			return -ENAMETOOLONG;
-		if (esc)
-			o += (size_t)snprintf(out + o, len - o, "%%%02X", *c);
-		else
-			out[o++] = (char)*c;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
-static int path_unescape(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (const char *c = in; *c; c++) {
-		unsigned int x;
-
-		if (o + 1 >= len)
-			return -ENAMETOOLONG;
-		if (*c == '%') {
-			if (sscanf(c + 1, "%2x", &x) != 1 || !c[1] || !c[2])
-				return -EINVAL;
-			out[o++] = (char)x;
-			c += 2;
-		} else {
-			out[o++] = *c;
-		}
-	}
-	out[o] = '\0';
-	return 0;
-}
 
 int fl_cg_record_format(const char *cgroup, uint64_t cgid, uint64_t tag, unsigned hooks, char *buf,
 			size_t len)
@@ -403,7 +181,7 @@ int fl_cg_record_format(const char *cgroup, uint64_t cgid, uint64_t tag, unsigne
 	char esc[800], hk[128], progs[160];
 	int n;
 
-	if (path_escape(cgroup, esc, sizeof(esc)))
+	if (fl_bpf_escape(cgroup, esc, sizeof(esc)))
 		return -ENAMETOOLONG;
 	fl_cg_hooks_format(hooks, hk, sizeof(hk));
 	fl_cg_progs_format(hooks, progs, sizeof(progs));
@@ -412,161 +190,14 @@ int fl_cg_record_format(const char *cgroup, uint64_t cgid, uint64_t tag, unsigne
 	return n < 0 || (size_t)n >= len ? -ENAMETOOLONG : 0;
 }
 
-/* Is prog_fd one of ours, carrying `tag` (any tag when 0)? Reads its .rodata back from the kernel. */
-static bool prog_is_ours(int prog_fd, uint64_t tag)
-{
-	struct bpf_prog_info pi;
-	__u32 map_ids[16], len = sizeof(pi);
-	bool ours = false;
-
-	memset(&pi, 0, sizeof(pi));
-	pi.nr_map_ids = 16;
-	pi.map_ids = (__u64)(uintptr_t)map_ids;
-	if (bpf_obj_get_info_by_fd(prog_fd, &pi, &len) || strncmp(pi.name, PROG_PREFIX, strlen(PROG_PREFIX)))
-		return false;
-	for (__u32 i = 0; i < pi.nr_map_ids && i < 16 && !ours; i++) {
-		struct bpf_map_info mi;
-		struct fl_cg_cfg cfg;
-		__u32 mlen = sizeof(mi), key = 0;
-		int mfd = bpf_map_get_fd_by_id(map_ids[i]);
-		size_t nl;
-
-		if (mfd < 0)
-			continue;
-		memset(&mi, 0, sizeof(mi));
-		if (!bpf_obj_get_info_by_fd(mfd, &mi, &mlen) && (nl = strlen(mi.name)) >= 7 &&
-		    !strcmp(mi.name + nl - 7, ".rodata") && mi.value_size == sizeof(cfg) &&
-		    !bpf_map_lookup_elem(mfd, &key, &cfg))
-			ours = cfg.magic == FL_CG_MAGIC && (!tag || cfg.tag == tag);
-		close(mfd);
-	}
-	return ours;
-}
-
-/* Detach every cgroup link on cgroup id cgid whose program is ours with `tag`; the count or -errno. */
-static int detach_links(uint64_t cgid, uint64_t tag, struct fl_err *err)
-{
-	__u32 id = 0;
-	int n = 0;
-
-	while (!bpf_link_get_next_id(id, &id)) {
-		struct bpf_link_info li;
-		__u32 len = sizeof(li);
-		int lfd = bpf_link_get_fd_by_id(id), pfd = -1, rc;
-
-		if (lfd < 0)
-			continue; /* gone meanwhile */
-		memset(&li, 0, sizeof(li));
-		if (bpf_obj_get_info_by_fd(lfd, &li, &len) || li.type != BPF_LINK_TYPE_CGROUP ||
-		    li.cgroup.cgroup_id != cgid)
-			goto next;
-		pfd = bpf_prog_get_fd_by_id(li.prog_id);
-		if (pfd < 0 || !prog_is_ours(pfd, tag))
-			goto next;
-		rc = bpf_link_detach(lfd);
-		if (rc && rc != -ENOLINK) {
-			fl_err_set(err, rc, "bpf_link_detach(link %u on cgroup id %llu): %s", id,
-				   (unsigned long long)cgid, strerror(-rc));
-			close(pfd);
-			close(lfd);
-			return rc;
-		}
-		n++;
-next:
-		if (pfd >= 0)
-			close(pfd);
-		close(lfd);
-	}
-	return n;
-}
-
-/*
- * Programs of ours with `tag` still attached to the cgroup open as cgfd, over every hook we use;
- * with detach, those attached without a link (by an older faultline, bpftool) are detached too.
- */
-static int query_ours(int cgfd, uint64_t tag, bool detach, struct fl_err *err)
-{
-	int left = 0;
-
-	for (int h = 0; h < FL_CG_H_NHOOKS; h++) {
-		__u32 ids[64], cnt = 64;
-		LIBBPF_OPTS(bpf_prog_query_opts, q, .prog_ids = ids, .prog_cnt = cnt);
-		int rc = bpf_prog_query_opts(cgfd, hook_tab[h].type, &q);
-
-		if (rc)
-			return fl_err_set(err, rc, "bpf_prog_query(cgroup, %s): %s", hook_tab[h].name, strerror(-rc));
-		for (__u32 i = 0; i < q.prog_cnt && i < 64; i++) {
-			int pfd = bpf_prog_get_fd_by_id(ids[i]);
-
-			if (pfd < 0)
-				continue;
-			if (prog_is_ours(pfd, tag)) {
-				if (!detach || bpf_prog_detach2(pfd, cgfd, hook_tab[h].type))
-					left++;
-			}
-			close(pfd);
-		}
-	}
-	return left;
-}
-
 int fl_cg_count_attached(const char *cgroup, uint64_t tag, struct fl_err *err)
 {
-	int cgfd = open(cgroup, O_RDONLY | O_DIRECTORY | O_CLOEXEC), n;
-
-	if (cgfd < 0)
-		return fl_err_set(err, -errno, "open %s: %s", cgroup, strerror(errno));
-	n = query_ours(cgfd, tag, false, err);
-	close(cgfd);
-	return n;
+	return fl_bpf_cgroup_count_attached(&cg_kind, cgroup, tag, err);
 }
 
 int fl_cg_revert_record(const struct fl_journal_rec *rec, int *detached, struct fl_err *err)
 {
-	char esc[1024], path[1024], tagtxt[32], *end;
-	uint64_t cgid, tag;
-	struct stat st;
-	int cgfd = -1, rc, left;
-
-	if (detached)
-		*detached = 0;
-	if (!fl_rec_get(rec, "cgroup", esc, sizeof(esc)) || fl_rec_get_u64(rec, "cgid", &cgid) ||
-	    !fl_rec_get(rec, "tag", tagtxt, sizeof(tagtxt)))
-		return fl_err_set(err, -EINVAL, "journal record %llu lacks cgroup/cgid/tag",
-				  (unsigned long long)rec->seq);
-	errno = 0;
-	tag = strtoull(tagtxt, &end, 16);
-	if (*end || errno || !tag || path_unescape(esc, path, sizeof(path)))
-		return fl_err_set(err, -EINVAL, "journal record %llu: bad tag '%s' or cgroup '%s'",
-				  (unsigned long long)rec->seq, tagtxt, esc);
-	/* by cgroup id, not path: a removed-but-busy cgroup still holds links; a new one at the same path is not it */
-	rc = detach_links(cgid, tag, err);
-	if (rc < 0)
-		return rc;
-	if (detached)
-		*detached = rc;
-	cgfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (cgfd < 0 || fstat(cgfd, &st) || (uint64_t)st.st_ino != cgid) {
-		/* gone, or another cgroup now: the original took its programs with it */
-		rc = 0;
-		goto out;
-	}
-	left = query_ours(cgfd, tag, true, err);
-	if (left < 0) {
-		rc = left;
-		goto out;
-	}
-	if (left) {
-		rc = fl_err_set(err, -EBUSY, "%d program(s) of fault %s are still attached to %s", left,
-				rec->fault, path);
-		fl_err_hint(err, "bpftool cgroup show %s lists them; bpftool cgroup detach removes one", path);
-		goto out;
-	}
-	rc = 0;
-out:
-	if (cgfd >= 0)
-		close(cgfd);
-	return rc;
+	return fl_bpf_cgroup_revert_record(&cg_kind, rec, detached, err);
 }
 
 /* ---- what the three faults share ----------------------------------------------------------- */
@@ -588,15 +219,7 @@ static void end_set(struct fl_cg_end *e, const struct fl_cidr *c, uint16_t port)
 		return;
 	e->has_addr = 1;
 	e->family = c->family == AF_INET6 ? FL_CG_F_V6 : FL_CG_F_V4;
-	for (int w = 0; w < (c->family == AF_INET6 ? 4 : 1); w++) {
-		int bits = c->prefix - 32 * w;
-		uint32_t m = bits >= 32 ? 0xffffffffu : bits <= 0 ? 0 : ~((1u << (32 - bits)) - 1);
-		uint32_t a;
-
-		memcpy(&a, c->addr + 4 * w, 4);
-		e->mask[w] = htonl(m);
-		e->addr[w] = a & e->mask[w];
-	}
+	fl_bpf_cidr_words(c, e->addr, e->mask);
 }
 
 static unsigned families_of(const struct fl_cidr *a, const struct fl_cidr *b)
@@ -650,11 +273,11 @@ static int cg_apply(const struct fl_fault *f, struct fl_journal *j, const char *
 	int64_t seq;
 	int rc;
 
-	rc = fl_cg_check_scope(cgroup, host_wide, &cgid, err);
+	rc = fl_bpf_cgroup_scope(cgroup, host_wide, &cgid, err);
 	if (rc)
 		return rc;
 	snprintf(st->cgroup, sizeof(st->cgroup), "%s", cgroup);
-	st->cfg.tag = fl_cg_new_tag();
+	st->cfg.tag = fl_bpf_new_tag();
 	if (fl_cg_record_format(cgroup, cgid, st->cfg.tag, st->hooks, rec, sizeof(rec)))
 		return fl_err_set(err, -ENAMETOOLONG, "cgroup path %s is too long for a journal record", cgroup);
 	seq = fl_journal_append(j, f, "%s%s%s%s", prefix, rec, extra[0] ? " " : "", extra);
@@ -710,11 +333,8 @@ static void obs_triple(struct fl_observation *o, const char *k_matched, const ch
 
 static void obs_common(struct fl_observation *o, const struct cg_state *st)
 {
-	char hk[128];
-
 	fl_obs_num(o, "probability", st->probability, "%.1f%%", 100.0 * st->probability);
-	fl_cg_hooks_format(st->hooks, hk, sizeof(hk));
-	fl_obs_text(o, "hooks", "%s%s", hk, st->reverted ? " (detached)" : "");
+	fl_bpf_obs_hooks(o, &cg_kind, "", st->hooks, st->reverted);
 }
 
 static const char *errno_text(int e)
@@ -875,7 +495,7 @@ static int part_check(const struct fl_fault *f, struct fl_err *err)
 		return rc;
 	if (!f->target)
 		return fl_err_set(err, -ESRCH, "network.partition needs a target (its cgroup scopes the fault)");
-	return fl_cg_check_scope(f->target->cgroup_v2, f->target->allow_host_wide, NULL, err);
+	return fl_bpf_cgroup_scope(f->target->cgroup_v2, f->target->allow_host_wide, NULL, err);
 }
 
 static void part_describe(const struct fl_fault *f, char *buf, size_t len)
@@ -1053,7 +673,7 @@ static int dns_check(const struct fl_fault *f, struct fl_err *err)
 {
 	if (!f->target)
 		return fl_err_set(err, -ESRCH, "network.dns needs a target (its cgroup scopes the fault)");
-	return fl_cg_check_scope(f->target->cgroup_v2, f->target->allow_host_wide, NULL, err);
+	return fl_bpf_cgroup_scope(f->target->cgroup_v2, f->target->allow_host_wide, NULL, err);
 }
 
 static void dns_describe(const struct fl_fault *f, char *buf, size_t len)
@@ -1195,7 +815,7 @@ static int be_check(const struct fl_net_req *r, struct fl_err *err)
 		return rc;
 	if (!t)
 		return fl_err_set(err, -ESRCH, "the cgroup backend needs a target (its cgroup scopes the fault)");
-	return fl_cg_check_scope(t->cgroup_v2, t->allow_host_wide, NULL, err);
+	return fl_bpf_cgroup_scope(t->cgroup_v2, t->allow_host_wide, NULL, err);
 }
 
 static int be_apply(const struct fl_net_req *r, struct fl_journal *j, void **state, struct fl_err *err)
@@ -1237,7 +857,7 @@ static int be_observe(void *state, struct fl_observation *o)
 		   c[FL_CG_INGRESS_DROPPED]);
 	fl_obs_num(o, "loss_configured", st->probability, "%.2f%%", 100.0 * st->probability);
 	/* "backend" is the front's key */
-	fl_obs_text(o, "hooks", "cgroup_skb/ingress%s", st->reverted ? " (detached)" : "");
+	fl_bpf_obs_hooks(o, &cg_kind, "cgroup_skb/", st->hooks, st->reverted);
 	return 0;
 }
 

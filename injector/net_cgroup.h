@@ -103,14 +103,10 @@ void fl_cg_progs_format(unsigned hooks, char *buf, size_t len);
 
 /*
  * Host-wide: a cgroup v2 mount exists and libbpf can load every program of the object (loaded,
- * then freed: no side effect). The reason on failure names the capability or limit.
+ * then freed: no side effect). The reason on failure names the capability or limit. A scope's
+ * preflight is fl_bpf_cgroup_scope (bpf_common.h).
  */
 int fl_cg_probe(struct fl_err *err);
-/*
- * Preflight for a scope: `cgroup` is a cgroup v2 directory we can attach to, not the root unless
- * allow_host_wide. Read-only. With cgid, returns the cgroup id (its inode number).
- */
-int fl_cg_check_scope(const char *cgroup, bool allow_host_wide, uint64_t *cgid, struct fl_err *err);
 
 /* Open -> configure -> load (nothing attached yet). cfg->magic is filled in. */
 int fl_cg_load(const struct fl_cg_cfg *cfg, unsigned hooks, struct fl_cg_prog **out, struct fl_err *err);
@@ -126,11 +122,9 @@ int fl_cg_unload(struct fl_cg_prog *p, struct fl_err *err);
 /* Accepts NULL; unloads first if needed. */
 void fl_cg_destroy(struct fl_cg_prog *p);
 
-/* A fresh random tag for a fault (never 0). */
-uint64_t fl_cg_new_tag(void);
 /*
- * Journal-record fragment "cgroup=PATH cgid=N tag=HEX hooks=... progs=...", the path escaped so it
- * holds no blank or '#'. 0 or -ENAMETOOLONG.
+ * Journal-record fragment "cgroup=PATH cgid=N tag=HEX hooks=... progs=...", the path escaped
+ * (fl_bpf_escape) so it holds no blank, '#', '%' or '='. 0 or -ENAMETOOLONG.
  */
 int fl_cg_record_format(const char *cgroup, uint64_t cgid, uint64_t tag, unsigned hooks, char *buf,
 			size_t len);

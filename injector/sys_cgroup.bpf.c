@@ -9,96 +9,36 @@
 #include <bpf/bpf_helpers.h>
 
 #include "sys_cgroup.h"
+/* a syscall backend: fl_cfg, fl_revoked, the maps and fl_sys_decide come from the shared header */
+#define FL_BPF_SYS_OBJECT
+#include "bpf_common.bpf.h"
 
 #define FL_PAGE_SIZE 4096
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* The only .rodata variable, so it sits at offset 0 (the loader asserts it). */
-const volatile struct fl_sys_bpf_cfg fl_cfg = {};
-
-/* The only .bss variable: set on revert so a link some other process still holds acts no more. */
-__u32 fl_revoked = 0;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fl_sys_bpf_state);
-} fl_sys_st SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2 * FL_SYS_NSLOT);
-	__type(key, __u32);
-	__type(value, __u64);
-} fl_sys_ctr SEC(".maps");
-
-static __always_inline void count(__u32 slot)
-{
-	__u64 *v = bpf_map_lookup_elem(&fl_sys_ctr, &slot);
-
-	/* per-CPU slot: no other CPU writes it, a plain add is enough */
-	if (v)
-		*v += 1;
-}
-
-/*
- * One matching call: fl_sys_should_act's after/probability/max arithmetic, the counts under the
- * lock so `after` and `max` are exact across CPUs; the random draw first (no helper call may be
- * made while the lock is held). True: fail it.
- */
-static __always_inline bool decide(__u32 slot)
-{
-	__u32 zero = 0;
-	bool roll = fl_cfg.threshold >= (1ULL << 32) || (__u64)bpf_get_prandom_u32() < fl_cfg.threshold;
-	struct fl_sys_bpf_state *s = bpf_map_lookup_elem(&fl_sys_st, &zero);
-	bool act = false;
-
-	if (!s || *(volatile __u32 *)&fl_revoked)
-		return false;
-	bpf_spin_lock(&s->lock);
-	s->matched++;
-	if (s->matched > fl_cfg.after && roll && (!fl_cfg.max || s->acted < fl_cfg.max)) {
-		s->acted++;
-		act = true;
-	}
-	bpf_spin_unlock(&s->lock);
-	count(2 * slot);
-	if (act)
-		count(2 * slot + 1);
-	return act;
-}
-
 /* connect() and addressed sendmsg() only: the destination the caller asked for. */
 static __always_inline bool dst_ok(const struct bpf_sock_addr *ctx, bool v6)
 {
-	__u32 a[4];
+	__u32 a[4] = {};
 
-	if (fl_cfg.dst_port && bpf_ntohs((__u16)ctx->user_port) != fl_cfg.dst_port)
-		return false;
-	if (!fl_cfg.dst_has_addr)
-		return true;
-	if (!v6)
-		return !fl_cfg.dst_v6 && (ctx->user_ip4 & fl_cfg.dst_mask[0]) == fl_cfg.dst_addr[0];
-	a[0] = ctx->user_ip6[0];
-	a[1] = ctx->user_ip6[1];
-	a[2] = ctx->user_ip6[2];
-	a[3] = ctx->user_ip6[3];
-	/* an IPv4-mapped destination (::ffff:a.b.c.d) is an IPv4 peer for a v4 CIDR */
-	if (!fl_cfg.dst_v6)
-		return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff) &&
-		       (a[3] & fl_cfg.dst_mask[0]) == fl_cfg.dst_addr[0];
-	return (a[0] & fl_cfg.dst_mask[0]) == fl_cfg.dst_addr[0] && (a[1] & fl_cfg.dst_mask[1]) == fl_cfg.dst_addr[1] &&
-	       (a[2] & fl_cfg.dst_mask[2]) == fl_cfg.dst_addr[2] && (a[3] & fl_cfg.dst_mask[3]) == fl_cfg.dst_addr[3];
+	if (v6) {
+		a[0] = ctx->user_ip6[0];
+		a[1] = ctx->user_ip6[1];
+		a[2] = ctx->user_ip6[2];
+		a[3] = ctx->user_ip6[3];
+	} else {
+		a[0] = ctx->user_ip4;
+	}
+	return fl_sys_dst_ok(a, v6, bpf_ntohs((__u16)ctx->user_port));
 }
 
 /* 1: the call goes on; 0: it fails with fl_cfg.err (without bpf_set_retval it would be EPERM). */
 static __always_inline int addr_verdict(struct bpf_sock_addr *ctx, bool v6, bool narrowed, __u32 slot)
 {
-	if (narrowed && (fl_cfg.dst_has_addr || fl_cfg.dst_port) && !dst_ok(ctx, v6))
+	if (narrowed && fl_sys_dst_narrowed() && !dst_ok(ctx, v6))
 		return 1;
-	if (!decide(slot))
+	if (!fl_sys_decide(slot))
 		return 1;
 	bpf_set_retval(-(int)fl_cfg.err);
 	return 0;
@@ -145,7 +85,7 @@ int fl_sc_sendmsg6(struct bpf_sock_addr *ctx)
 SEC("cgroup/sock_create")
 int fl_sc_sock(struct bpf_sock *ctx)
 {
-	if (!decide(FL_SC_H_SOCK))
+	if (!fl_sys_decide(FL_SC_H_SOCK))
 		return 1;
 	bpf_set_retval(-(int)fl_cfg.err);
 	return 0;
@@ -153,7 +93,7 @@ int fl_sc_sock(struct bpf_sock *ctx)
 
 static __always_inline int sockopt_verdict(struct bpf_sockopt *ctx, __u32 slot)
 {
-	if (decide(slot)) {
+	if (fl_sys_decide(slot)) {
 		bpf_set_retval(-(int)fl_cfg.err);
 		return 0;
 	}

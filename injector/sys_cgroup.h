@@ -1,8 +1,8 @@
-/* What sys_cgroup.bpf.c and its loader share: the cgroup-BPF hooks of the syscall backend (the knobs and counters are those of sys_lsm.h). */
+/* What sys_cgroup.bpf.c and its loader share: the cgroup-BPF hooks of the syscall backend (the knobs and counters of both BPF syscall backends are in bpf_common.h). */
 #ifndef FL_SYS_CGROUP_H
 #define FL_SYS_CGROUP_H
 
-#include "sys_lsm.h"
+#include "bpf_common.h"
 
 /* "flsyscg1": marks a .rodata map as ours when revert_record reads one back by id. */
 #define FL_SC_MAGIC 0x3167637379736c66ULL

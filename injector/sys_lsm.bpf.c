@@ -10,36 +10,15 @@
 #include <bpf/bpf_tracing.h>
 
 #include "sys_lsm.h"
+/* a syscall backend: fl_cfg, fl_revoked, the maps and fl_sys_decide come from the shared header */
+#define FL_BPF_SYS_OBJECT
+#include "bpf_common.bpf.h"
 
 /* vmlinux.h carries types, not macros. */
 #define FL_AF_INET 2
 #define FL_AF_INET6 10
 
 char LICENSE[] SEC("license") = "GPL";
-
-/* The only .rodata variable, so it sits at offset 0 (the loader asserts it). */
-const volatile struct fl_sys_bpf_cfg fl_cfg = {};
-
-/*
- * The only .bss variable. Set by revert (or by revert_record from another process): an LSM link
- * is a tracing link, which has no BPF_LINK_DETACH, so a link some other process still holds can
- * only be told to stop acting.
- */
-__u32 fl_revoked = 0;
-
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
-	__type(value, struct fl_sys_bpf_state);
-} fl_sys_st SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 2 * FL_SYS_NSLOT);
-	__type(key, __u32);
-	__type(value, __u64);
-} fl_sys_ctr SEC(".maps");
 
 /* bpf_d_path's scratch: too big for the 512-byte stack. */
 struct fl_pathbuf {
@@ -53,19 +32,10 @@ struct {
 	__type(value, struct fl_pathbuf);
 } fl_sys_buf SEC(".maps");
 
-static __always_inline void count(__u32 slot)
-{
-	__u64 *v = bpf_map_lookup_elem(&fl_sys_ctr, &slot);
-
-	/* per-CPU slot: no other CPU writes it, a plain add is enough */
-	if (v)
-		*v += 1;
-}
-
 /* Is the calling task one the fault is for? Cheapest test first: this runs for every task. */
 static __always_inline bool in_scope(void)
 {
-	if (*(volatile __u32 *)&fl_revoked)
+	if (fl_sys_revoked())
 		return false;
 	if (fl_cfg.scope == FL_SYS_SCOPE_CGROUP)
 		return bpf_get_current_ancestor_cgroup_id((int)fl_cfg.cg_level) == fl_cfg.cgid;
@@ -79,32 +49,10 @@ static __always_inline bool in_scope(void)
 	return fl_cfg.scope == FL_SYS_SCOPE_ALL;
 }
 
-/*
- * One matching call: the after/probability/max arithmetic of fl_sys_should_act, with the counts
- * under the lock so `after` and `max` are exact across CPUs. The random draw comes first: no
- * helper may be called while the lock is held. 0 lets the call go on, -errno fails it.
- */
+/* One matching call (fl_sys_decide): 0 lets it go on, -errno fails it. */
 static __always_inline int decide(__u32 slot)
 {
-	__u32 zero = 0;
-	bool roll = fl_cfg.threshold >= (1ULL << 32) || (__u64)bpf_get_prandom_u32() < fl_cfg.threshold;
-	struct fl_sys_bpf_state *s = bpf_map_lookup_elem(&fl_sys_st, &zero);
-	bool act = false;
-
-	if (!s)
-		return 0;
-	bpf_spin_lock(&s->lock);
-	s->matched++;
-	if (s->matched > fl_cfg.after && roll && (!fl_cfg.max || s->acted < fl_cfg.max)) {
-		s->acted++;
-		act = true;
-	}
-	bpf_spin_unlock(&s->lock);
-	count(2 * slot);
-	if (!act)
-		return 0;
-	count(2 * slot + 1);
-	return -(int)fl_cfg.err;
+	return fl_sys_decide(slot) ? -(int)fl_cfg.err : 0;
 }
 
 /* ---- argument matches ----------------------------------------------------------------------- */
@@ -137,28 +85,12 @@ static __always_inline bool path_under_prefix(struct path *p)
 	return next == '\0' || next == '/' || fl_cfg.prefix[(n - 1) & (FL_SYS_PATH_MAX - 1)] == '/';
 }
 
-static __always_inline bool dst_narrowed(void)
-{
-	return fl_cfg.dst_has_addr || fl_cfg.dst_port;
-}
-
 /* addr: 4 words in network order (IPv4 in word 0), port in host order. */
 static __always_inline bool dst_ok(__u16 family, const __u32 *a, __u16 port)
 {
 	if (family != FL_AF_INET && family != FL_AF_INET6)
 		return false;
-	if (fl_cfg.dst_port && port != fl_cfg.dst_port)
-		return false;
-	if (!fl_cfg.dst_has_addr)
-		return true;
-	if (family == FL_AF_INET)
-		return !fl_cfg.dst_v6 && (a[0] & fl_cfg.dst_mask[0]) == fl_cfg.dst_addr[0];
-	/* an IPv4-mapped destination (::ffff:a.b.c.d) is an IPv4 peer for a v4 CIDR */
-	if (!fl_cfg.dst_v6)
-		return a[0] == 0 && a[1] == 0 && a[2] == bpf_htonl(0xffff) &&
-		       (a[3] & fl_cfg.dst_mask[0]) == fl_cfg.dst_addr[0];
-	return (a[0] & fl_cfg.dst_mask[0]) == fl_cfg.dst_addr[0] && (a[1] & fl_cfg.dst_mask[1]) == fl_cfg.dst_addr[1] &&
-	       (a[2] & fl_cfg.dst_mask[2]) == fl_cfg.dst_addr[2] && (a[3] & fl_cfg.dst_mask[3]) == fl_cfg.dst_addr[3];
+	return fl_sys_dst_ok(a, family == FL_AF_INET6, port);
 }
 
 /* A sockaddr the kernel has already copied in (connect, an addressed sendmsg). */
@@ -241,7 +173,7 @@ int BPF_PROG(fl_sl_connect, struct socket *sock, struct sockaddr *address, int a
 {
 	if (ret || !in_scope())
 		return ret;
-	if (dst_narrowed() && !sockaddr_ok(address, addrlen))
+	if (fl_sys_dst_narrowed() && !sockaddr_ok(address, addrlen))
 		return 0;
 	return decide(FL_SL_S_CONNECT);
 }
@@ -269,7 +201,7 @@ int BPF_PROG(fl_sl_sendmsg, struct socket *sock, struct msghdr *msg, int size, i
 {
 	if (ret || !in_scope())
 		return ret;
-	if (dst_narrowed()) {
+	if (fl_sys_dst_narrowed()) {
 		void *name = BPF_CORE_READ(msg, msg_name);
 
 		if (name ? !sockaddr_ok(name, BPF_CORE_READ(msg, msg_namelen)) : !peer_ok(sock))

@@ -1,21 +1,16 @@
-/* Loader of sys_lsm.bpf.c, the BPF LSM backend of syscall.error, and the pieces both BPF syscall backends share (rule to knobs, counters, ownership tests, journal values). */
+/* Loader of sys_lsm.bpf.c, the BPF LSM backend of syscall.error: its hooks, its scope (a cgroup, a process or the host), and revoking its links from a journal record. */
 #include "sys_lsm.h"
 
-#include <arpa/inet.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
-#include <math.h>
-#include <netinet/in.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/statfs.h>
 #include <unistd.h>
 
 #include <linux/capability.h>
@@ -24,45 +19,48 @@
 #include <bpf/libbpf.h>
 
 #include "journal.h"
-#include "net_cgroup.h"
 #include "procfs.h"
 #include "units.h"
 
 #include "sys_lsm.skel.h"
 
-#ifndef CGROUP2_SUPER_MAGIC
-#define CGROUP2_SUPER_MAGIC 0x63677270
-#endif
 /* the initial cgroup namespace's inode number (include/linux/proc_ns.h) */
 #define FL_CGROUP_INIT_INO 0xEFFFFFFBU
 
-/* revert_record reads the tag at offset 0 of .rodata and writes the revoke flag at offset 0 of .bss. */
+/* revert_record reads the mark at offset 0 of .rodata and writes the revoke flag at offset 0 of .bss. */
 _Static_assert(offsetof(struct sys_lsm__rodata, fl_cfg) == 0, "fl_cfg must open .rodata");
 _Static_assert(sizeof(struct sys_lsm__rodata) == sizeof(struct fl_sys_bpf_cfg), "fl_cfg must be all of .rodata");
 _Static_assert(sizeof(struct sys_lsm__bss) == sizeof(__u32), "fl_revoked must be all of .bss");
 _Static_assert(FL_SL_NSLOT <= FL_SYS_NSLOT, "counter slots");
+_Static_assert(FL_SL_NHOOKS <= FL_BPF_MAX_HOOKS, "hooks");
 
-#define PROG_PREFIX "fl_sl_"
 #define LSM_LIST "/sys/kernel/security/lsm"
 
 /* ---- hooks ---------------------------------------------------------------------------------- */
 
-static const struct {
-	const char *prog;
-	const char *hook;
-} hook_tab[FL_SL_NHOOKS] = {
-	[FL_SL_H_OPEN] = {"fl_sl_open", "file_open"},
-	[FL_SL_H_PERM] = {"fl_sl_perm", "file_permission"},
-	[FL_SL_H_CONNECT] = {"fl_sl_connect", "socket_connect"},
-	[FL_SL_H_BIND] = {"fl_sl_bind", "socket_bind"},
-	[FL_SL_H_SOCKET] = {"fl_sl_socket", "socket_create"},
-	[FL_SL_H_SENDMSG] = {"fl_sl_sendmsg", "socket_sendmsg"},
-	[FL_SL_H_RECVMSG] = {"fl_sl_recvmsg", "socket_recvmsg"},
-	[FL_SL_H_ACCEPT] = {"fl_sl_accept", "socket_accept"},
-	[FL_SL_H_LISTEN] = {"fl_sl_listen", "socket_listen"},
-	[FL_SL_H_MMAP] = {"fl_sl_mmap", "mmap_file"},
-	[FL_SL_H_GETSOCKOPT] = {"fl_sl_getsopt", "socket_getsockopt"},
-	[FL_SL_H_SETSOCKOPT] = {"fl_sl_setsopt", "socket_setsockopt"},
+/* One program per LSM hook; the name is the hook's (lsm/NAME). */
+static const struct fl_bpf_hook sl_hooks[FL_SL_NHOOKS] = {
+	[FL_SL_H_OPEN] = {"file_open", "fl_sl_open", BPF_LSM_MAC},
+	[FL_SL_H_PERM] = {"file_permission", "fl_sl_perm", BPF_LSM_MAC},
+	[FL_SL_H_CONNECT] = {"socket_connect", "fl_sl_connect", BPF_LSM_MAC},
+	[FL_SL_H_BIND] = {"socket_bind", "fl_sl_bind", BPF_LSM_MAC},
+	[FL_SL_H_SOCKET] = {"socket_create", "fl_sl_socket", BPF_LSM_MAC},
+	[FL_SL_H_SENDMSG] = {"socket_sendmsg", "fl_sl_sendmsg", BPF_LSM_MAC},
+	[FL_SL_H_RECVMSG] = {"socket_recvmsg", "fl_sl_recvmsg", BPF_LSM_MAC},
+	[FL_SL_H_ACCEPT] = {"socket_accept", "fl_sl_accept", BPF_LSM_MAC},
+	[FL_SL_H_LISTEN] = {"socket_listen", "fl_sl_listen", BPF_LSM_MAC},
+	[FL_SL_H_MMAP] = {"mmap_file", "fl_sl_mmap", BPF_LSM_MAC},
+	[FL_SL_H_GETSOCKOPT] = {"socket_getsockopt", "fl_sl_getsopt", BPF_LSM_MAC},
+	[FL_SL_H_SETSOCKOPT] = {"socket_setsockopt", "fl_sl_setsopt", BPF_LSM_MAC},
+};
+
+static const struct fl_bpf_kind sl_kind = {
+	.prefix = "fl_sl_",
+	.magic = FL_SL_MAGIC,
+	.rodata_size = sizeof(struct fl_sys_bpf_cfg),
+	.hooks = sl_hooks,
+	.nhooks = FL_SL_NHOOKS,
+	.lsm = true,
 };
 
 static const char *const slot_names[FL_SL_NSLOT] = {
@@ -70,20 +68,9 @@ static const char *const slot_names[FL_SL_NSLOT] = {
 	"recvmsg", "accept", "listen", "mmap", "getsockopt", "setsockopt",
 };
 
-static struct bpf_program *hook_prog(struct sys_lsm *s, int i)
-{
-	struct bpf_program *const progs[FL_SL_NHOOKS] = {
-		s->progs.fl_sl_open,    s->progs.fl_sl_perm,    s->progs.fl_sl_connect, s->progs.fl_sl_bind,
-		s->progs.fl_sl_socket,  s->progs.fl_sl_sendmsg, s->progs.fl_sl_recvmsg, s->progs.fl_sl_accept,
-		s->progs.fl_sl_listen,  s->progs.fl_sl_mmap,    s->progs.fl_sl_getsopt, s->progs.fl_sl_setsopt,
-	};
-
-	return progs[i];
-}
-
 const char *fl_sl_prog_name(int hook)
 {
-	return hook >= 0 && hook < FL_SL_NHOOKS ? hook_tab[hook].prog : NULL;
+	return hook >= 0 && hook < FL_SL_NHOOKS ? sl_hooks[hook].prog : NULL;
 }
 
 unsigned fl_sl_hooks_for(const struct fl_sys_rule *r, const char **why)
@@ -122,256 +109,6 @@ unsigned fl_sl_hooks_for(const struct fl_sys_rule *r, const char **why)
 	return hooks;
 }
 
-static void hooks_join(unsigned hooks, bool progs, char *buf, size_t len)
-{
-	size_t off = 0;
-
-	buf[0] = '\0';
-	for (int i = 0; i < FL_SL_NHOOKS; i++) {
-		int w;
-
-		if (!(hooks & (1u << i)))
-			continue;
-		w = snprintf(buf + off, len - off, "%s%s", off ? "," : "", progs ? hook_tab[i].prog : hook_tab[i].hook);
-		if (w < 0 || (size_t)w >= len - off)
-			return;
-		off += (size_t)w;
-	}
-}
-
-/* ---- shared by the BPF syscall backends ------------------------------------------------------ */
-
-static uint64_t prob_threshold(double p)
-{
-	if (p >= 1.0)
-		return 1ULL << 32;
-	if (p <= 0.0)
-		return 0;
-	/* the same 32-bit threshold fl_sys_should_act compares with */
-	return (uint64_t)(p * 4294967296.0);
-}
-
-int fl_sysbpf_cfg_from_rule(const struct fl_sys_rule *r, struct fl_sys_bpf_cfg *cfg, struct fl_err *err)
-{
-	size_t n = strnlen(r->path_prefix, sizeof(r->path_prefix));
-
-	if (r->err <= 0 || r->err > 4095)
-		return fl_err_set(err, -EINVAL, "errno %d is not one a syscall can fail with", r->err);
-	if (n >= FL_SYS_PATH_MAX)
-		return fl_err_set(err, -ENAMETOOLONG, "path_prefix is longer than %d bytes", FL_SYS_PATH_MAX - 1);
-	cfg->threshold = prob_threshold(r->probability);
-	cfg->after = r->after;
-	cfg->max = r->max;
-	cfg->err = (__u32)r->err;
-	cfg->perm_mask = 0;
-	for (int i = 0; i < r->n; i++) {
-		if (r->sys[i]->cls == FL_SYS_FILE_READ)
-			cfg->perm_mask |= FL_MAY_READ;
-		if (r->sys[i]->cls == FL_SYS_FILE_WRITE)
-			cfg->perm_mask |= FL_MAY_WRITE;
-	}
-	memset(cfg->dst_addr, 0, sizeof(cfg->dst_addr));
-	memset(cfg->dst_mask, 0, sizeof(cfg->dst_mask));
-	cfg->dst_has_addr = r->has_dst;
-	cfg->dst_v6 = r->has_dst && r->dst.family == AF_INET6;
-	cfg->dst_port = r->dst_port;
-	if (r->has_dst) {
-		int words = cfg->dst_v6 ? 4 : 1, max = cfg->dst_v6 ? 128 : 32;
-
-		if (r->dst.prefix < 0 || r->dst.prefix > max)
-			return fl_err_set(err, -EINVAL, "dst_ip prefix /%d is out of range", r->dst.prefix);
-		for (int w = 0; w < words; w++) {
-			int bits = r->dst.prefix - 32 * w;
-			uint32_t m = bits >= 32 ? 0xffffffffu : bits <= 0 ? 0 : ~((1u << (32 - bits)) - 1);
-			uint32_t a;
-
-			memcpy(&a, r->dst.addr + 4 * w, 4);
-			cfg->dst_mask[w] = htonl(m);
-			cfg->dst_addr[w] = a & cfg->dst_mask[w];
-		}
-	}
-	memset(cfg->prefix, 0, sizeof(cfg->prefix));
-	memcpy(cfg->prefix, r->path_prefix, n);
-	cfg->prefix_len = (__u32)n;
-	return 0;
-}
-
-int fl_sysbpf_check_errno_only(const struct fl_sys_rule *r, const char *backend, struct fl_err *err)
-{
-	if (r->err > 0)
-		return 0;
-	fl_err_set(err, -EOPNOTSUPP, "backend %s can only fail calls with an errno: a BPF hook cannot hold a "
-				     "call for a delay", backend);
-	fl_err_hint(err, "syscall.delay needs backend seccomp (user notification), for a target faultline launches");
-	return -EOPNOTSUPP;
-}
-
-int fl_sysbpf_read_counts(const struct bpf_map *state, const struct bpf_map *ctr, struct fl_sysbpf_counts *out)
-{
-	struct fl_sys_bpf_state s;
-	int ncpu = libbpf_num_possible_cpus(), rc;
-	__u32 k = 0;
-	uint64_t *v;
-
-	memset(out, 0, sizeof(*out));
-	if (ncpu <= 0)
-		return ncpu ? ncpu : -EINVAL;
-	/* under the lock: matched and acted from the same instant */
-	rc = bpf_map__lookup_elem(state, &k, sizeof(k), &s, sizeof(s), BPF_F_LOCK);
-	if (rc)
-		return rc;
-	out->matched = s.matched;
-	out->acted = s.acted;
-	v = calloc((size_t)ncpu, sizeof(*v));
-	if (!v)
-		return -ENOMEM;
-	for (k = 0; k < 2 * FL_SYS_NSLOT; k++) {
-		rc = bpf_map__lookup_elem(ctr, &k, sizeof(k), v, (size_t)ncpu * sizeof(*v), 0);
-		if (rc)
-			break;
-		for (int c = 0; c < ncpu; c++)
-			out->slot[k / 2][k % 2] += v[c];
-	}
-	free(v);
-	return rc;
-}
-
-static bool has_suffix(const char *s, const char *suffix)
-{
-	size_t n = strlen(s), m = strlen(suffix);
-
-	return n >= m && !strcmp(s + n - m, suffix);
-}
-
-bool fl_sysbpf_prog_is_ours(int prog_fd, const char *prefix, uint64_t magic, uint64_t tag, int *bss_fd)
-{
-	struct bpf_prog_info pi;
-	__u32 map_ids[16], len = sizeof(pi);
-	bool ours = false;
-	int bss = -1;
-
-	if (bss_fd)
-		*bss_fd = -1;
-	memset(&pi, 0, sizeof(pi));
-	pi.nr_map_ids = 16;
-	pi.map_ids = (__u64)(uintptr_t)map_ids;
-	if (bpf_obj_get_info_by_fd(prog_fd, &pi, &len) || strncmp(pi.name, prefix, strlen(prefix)))
-		return false;
-	for (__u32 i = 0; i < pi.nr_map_ids && i < 16; i++) {
-		struct bpf_map_info mi;
-		__u32 mlen = sizeof(mi), key = 0;
-		int mfd = bpf_map_get_fd_by_id(map_ids[i]);
-
-		if (mfd < 0)
-			continue;
-		memset(&mi, 0, sizeof(mi));
-		if (bpf_obj_get_info_by_fd(mfd, &mi, &mlen)) {
-			close(mfd);
-			continue;
-		}
-		if (has_suffix(mi.name, ".rodata") && mi.value_size == sizeof(struct fl_sys_bpf_cfg)) {
-			struct fl_sys_bpf_cfg cfg;
-
-			if (!bpf_map_lookup_elem(mfd, &key, &cfg))
-				ours = cfg.magic == magic && (!tag || cfg.tag == tag);
-		} else if (has_suffix(mi.name, ".bss") && mi.value_size == sizeof(__u32) && bss < 0) {
-			bss = mfd;
-			continue;
-		}
-		close(mfd);
-	}
-	if (ours && bss_fd)
-		*bss_fd = bss;
-	else if (bss >= 0)
-		close(bss);
-	return ours;
-}
-
-int fl_sysbpf_revoke(int bss_fd)
-{
-	__u32 key = 0, one = 1;
-
-	if (bss_fd < 0)
-		return -ENOENT;
-	return bpf_map_update_elem(bss_fd, &key, &one, BPF_ANY);
-}
-
-int fl_sysbpf_escape(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (const unsigned char *c = (const unsigned char *)in; *c; c++) {
-		bool esc = *c <= ' ' || *c >= 0x7f || *c == '#' || *c == '%' || *c == '=';
-
-		if (o + (esc ? 3 : 1) >= len)
-			return -ENAMETOOLONG;
-		if (esc)
-			o += (size_t)snprintf(out + o, len - o, "%%%02X", *c);
-		else
-			out[o++] = (char)*c;
-	}
-	out[o] = '\0';
-	return 0;
-}
-
-int fl_sysbpf_unescape(const char *in, char *out, size_t len)
-{
-	size_t o = 0;
-
-	for (const char *c = in; *c; c++) {
-		unsigned int x;
-
-		if (o + 1 >= len)
-			return -ENAMETOOLONG;
-		if (*c == '%') {
-			if (!isxdigit((unsigned char)c[1]) || !isxdigit((unsigned char)c[2]) ||
-			    sscanf(c + 1, "%2x", &x) != 1)
-				return -EINVAL;
-			out[o++] = (char)x;
-			c += 2;
-		} else {
-			out[o++] = *c;
-		}
-	}
-	out[o] = '\0';
-	return 0;
-}
-
-int fl_sysbpf_rec_tag(const struct fl_journal_rec *rec, uint64_t *tag)
-{
-	char txt[32], *end;
-
-	if (!fl_rec_get(rec, "tag", txt, sizeof(txt)))
-		return -EINVAL;
-	errno = 0;
-	*tag = strtoull(txt, &end, 16);
-	return *end || errno || !*tag || !txt[0] ? -EINVAL : 0;
-}
-
-void fl_sysbpf_observe_common(struct fl_observation *o, const struct fl_sysbpf_counts *c,
-			      const struct fl_sys_bpf_cfg *cfg, double probability)
-{
-	const char *en = fl_errno_name((int)cfg->err);
-
-	fl_obs_num(o, "calls_matched", (double)c->matched, "%llu", (unsigned long long)c->matched);
-	fl_obs_num(o, "calls_failed", (double)c->acted, "%llu", (unsigned long long)c->acted);
-	/* the ratio the probability governs: calls past `after`, before `max` stopped it */
-	if (c->matched > cfg->after && (!cfg->max || c->acted < cfg->max)) {
-		double r = (double)c->acted / (double)(c->matched - cfg->after);
-
-		fl_obs_num(o, "failed_observed", r, "%.1f%%", 100.0 * r);
-	} else {
-		fl_obs_text(o, "failed_observed", c->matched > cfg->after ? "n/a (max reached)" :
-						 "n/a (nothing past `after` yet)");
-	}
-	fl_obs_num(o, "probability", probability, "%.1f%%", 100.0 * probability);
-	fl_obs_text(o, "errno", "%s", en ? en : "?");
-	if (cfg->after)
-		fl_obs_num(o, "after", (double)cfg->after, "%llu", (unsigned long long)cfg->after);
-	if (cfg->max)
-		fl_obs_num(o, "max", (double)cfg->max, "%llu", (unsigned long long)cfg->max);
-}
-
 /* ---- scope ---------------------------------------------------------------------------------- */
 
 struct sl_plan {
@@ -379,14 +116,6 @@ struct sl_plan {
 	struct fl_sys_bpf_cfg cfg;
 	char cgroup[4096];      /* "" unless scope is the cgroup */
 };
-
-static bool is_cgroup2_root(const char *dir, const struct stat *st, const char *mount)
-{
-	char a[PATH_MAX], b[PATH_MAX];
-
-	/* the root cgroup is kernfs node 1 */
-	return st->st_ino == 1 || (realpath(dir, a) && realpath(mount, b) && !strcmp(a, b));
-}
 
 /* Depth of dir below the cgroup2 mount: the level bpf_get_current_ancestor_cgroup_id takes. */
 static int cgroup_level(const char *dir, const char *mount, __u32 *level, struct fl_err *err)
@@ -420,21 +149,17 @@ static int sl_scope(const struct fl_sys_rule *r, struct sl_plan *p, struct fl_er
 {
 	const char *cg = r->cgroup_v2 ? r->cgroup_v2 : "";
 	char mount[4096];
-	struct statfs sfs;
 	struct stat st;
 	int rc;
 
 	p->cgroup[0] = '\0';
 	if (cg[0]) {
-		if (statfs(cg, &sfs) < 0 || stat(cg, &st) < 0) {
-			rc = -errno;
-			return fl_err_set(err, rc, "target cgroup %s: %s", cg, strerror(-rc));
-		}
-		if (sfs.f_type != CGROUP2_SUPER_MAGIC || !S_ISDIR(st.st_mode))
-			return fl_err_set(err, -ENOTDIR, "%s is not a cgroup v2 directory", cg);
+		rc = fl_bpf_cgroup_dir(cg, &st, err);
+		if (rc)
+			return rc;
 		if (fl_cgroup_mount(NULL, mount, sizeof(mount)))
 			return fl_err_set(err, -ENOENT, "no cgroup v2 hierarchy is mounted (target cgroup %s)", cg);
-		if (!is_cgroup2_root(cg, &st, mount)) {
+		if (!fl_bpf_cgroup_is_root(cg, &st, mount)) {
 			rc = cgroup_level(cg, mount, &p->cfg.cg_level, err);
 			if (rc)
 				return rc;
@@ -576,7 +301,7 @@ void fl_sl_describe(const struct fl_sys_rule *r, char *buf, size_t len)
 		snprintf(buf, len, "BPF LSM: this rule cannot run (see check)");
 		return;
 	}
-	hooks_join(p.hooks, false, hk, sizeof(hk));
+	fl_bpf_hooks_join(&sl_kind, p.hooks, false, hk, sizeof(hk));
 	if (p.cfg.scope == FL_SYS_SCOPE_CGROUP)
 		snprintf(scope, sizeof(scope), "tasks of %.100s and below", p.cgroup);
 	else if (p.cfg.scope == FL_SYS_SCOPE_TGID)
@@ -594,22 +319,14 @@ void fl_sl_describe(const struct fl_sys_rule *r, char *buf, size_t len)
 
 struct sl_state {
 	struct sys_lsm *skel;
-	struct bpf_link *links[FL_SL_NHOOKS];
-	unsigned hooks;
-	struct fl_sys_bpf_cfg cfg;
-	double probability;
-	struct fl_sysbpf_counts snap;   /* the counters when unloaded */
-	bool reverted;
+	struct fl_sysbpf_run run;
 };
 
 static void sl_destroy(struct sl_state *st)
 {
 	if (!st)
 		return;
-	if (st->skel && st->skel->bss)
-		st->skel->bss->fl_revoked = 1;
-	for (int i = 0; i < FL_SL_NHOOKS; i++)
-		bpf_link__destroy(st->links[i]);
+	fl_sysbpf_drop(&st->run);
 	sys_lsm__destroy(st->skel);
 	free(st);
 }
@@ -619,41 +336,21 @@ static int sl_load(const struct fl_sys_bpf_cfg *cfg, unsigned hooks, struct sl_s
 {
 	int rc;
 
-	st->hooks = hooks;
-	st->cfg = *cfg;
+	st->run.cfg = *cfg;
 	st->skel = sys_lsm__open();
 	if (!st->skel)
 		return fl_err_set(err, -errno, "sys_lsm__open: %s", strerror(errno));
-	for (int i = 0; i < FL_SL_NHOOKS; i++) {
-		rc = bpf_program__set_autoload(hook_prog(st->skel, i), (hooks & (1u << i)) != 0);
-		if (rc)
-			return fl_err_set(err, rc, "bpf_program__set_autoload(%s): %s", hook_tab[i].prog, strerror(-rc));
-	}
+	rc = fl_bpf_links_init(&st->run.links, &sl_kind, st->skel->obj, hooks, err);
+	if (rc)
+		return rc;
 	st->skel->rodata->fl_cfg = *cfg;
 	rc = sys_lsm__load(st->skel);
 	if (rc)
 		return fl_err_set(err, rc, "BPF_PROG_LOAD of the LSM programs (bpf_object__load): %s", strerror(-rc));
-	return 0;
-}
-
-static int sl_attach(struct sl_state *st, struct fl_err *err)
-{
-	for (int i = 0; i < FL_SL_NHOOKS; i++) {
-		if (!(st->hooks & (1u << i)))
-			continue;
-		st->links[i] = bpf_program__attach_lsm(hook_prog(st->skel, i));
-		if (!st->links[i]) {
-			int rc = -errno;
-
-			/* all or nothing: a half-attached fault would be a different fault */
-			for (int k = 0; k < i; k++) {
-				bpf_link__destroy(st->links[k]);
-				st->links[k] = NULL;
-			}
-			return fl_err_set(err, rc, "bpf_program__attach_lsm(%s on lsm/%s): %s", hook_tab[i].prog,
-					  hook_tab[i].hook, strerror(-rc));
-		}
-	}
+	/* after the load: only then is skel->bss the kernel map's memory, not the initial image */
+	st->run.revoked = &st->skel->bss->fl_revoked;
+	st->run.state_map = st->skel->maps.fl_sys_st;
+	st->run.ctr_map = st->skel->maps.fl_sys_ctr;
 	return 0;
 }
 
@@ -696,7 +393,7 @@ static int sl_probe(struct fl_err *err)
 		return fl_err_set(err, -errno, "stat /proc/self/ns/pid: %s", strerror(errno));
 	memset(&cfg, 0, sizeof(cfg));
 	cfg.magic = FL_SL_MAGIC;
-	cfg.tag = fl_cg_new_tag();
+	cfg.tag = fl_bpf_new_tag();
 	cfg.err = EPERM;
 	cfg.threshold = 0;
 	cfg.scope = FL_SYS_SCOPE_TGID;
@@ -718,7 +415,7 @@ static int sl_probe(struct fl_err *err)
 		lsm_remedy(err);
 		goto out;
 	}
-	rc = sl_attach(st, &e);
+	rc = fl_bpf_links_attach(&st->run.links, NULL, &e);
 	if (rc) {
 		fl_err_set(err, rc, "BPF LSM unavailable: attaching an lsm/socket_create program "
 				    "(bpf_program__attach_lsm): %s", strerror(-rc));
@@ -728,7 +425,7 @@ static int sl_probe(struct fl_err *err)
 	fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd >= 0)
 		close(fd);
-	rc = fl_sysbpf_read_counts(st->skel->maps.fl_sys_st, st->skel->maps.fl_sys_ctr, &c);
+	rc = fl_sysbpf_read_counts(st->run.state_map, st->run.ctr_map, &c);
 	if (rc) {
 		fl_err_set(err, rc, "reading the probe program's counter: %s", strerror(-rc));
 		goto out;
@@ -768,14 +465,14 @@ static int sl_apply(const struct fl_sys_rule *r, struct fl_journal *j, void **st
 	if (!st)
 		return fl_err_set(err, -ENOMEM, "out of memory");
 	p.cfg.magic = FL_SL_MAGIC;
-	p.cfg.tag = fl_cg_new_tag();
-	st->probability = r->probability;
-	if (fl_sysbpf_escape(p.cgroup[0] ? p.cgroup : "-", esc, sizeof(esc))) {
+	p.cfg.tag = fl_bpf_new_tag();
+	st->run.probability = r->probability;
+	if (fl_bpf_escape(p.cgroup[0] ? p.cgroup : "-", esc, sizeof(esc))) {
 		rc = fl_err_set(err, -ENAMETOOLONG, "cgroup path %s is too long for a journal record", p.cgroup);
 		goto out;
 	}
-	hooks_join(p.hooks, false, hk, sizeof(hk));
-	hooks_join(p.hooks, true, progs, sizeof(progs));
+	fl_bpf_hooks_join(&sl_kind, p.hooks, false, hk, sizeof(hk));
+	fl_bpf_hooks_join(&sl_kind, p.hooks, true, progs, sizeof(progs));
 	/* the tag and the program names find the links again; the rest says what they did */
 	n = snprintf(rec, sizeof(rec), "backend=lsm tag=%016llx progs=%s hooks=%s scope=%s cgroup=%s cgid=%llu "
 				       "level=%u tgid=%u errno=%u",
@@ -794,7 +491,7 @@ static int sl_apply(const struct fl_sys_rule *r, struct fl_journal *j, void **st
 	rc = sl_load(&p.cfg, p.hooks, st, err);
 	if (rc)
 		goto out;
-	rc = sl_attach(st, err);
+	rc = fl_bpf_links_attach(&st->run.links, NULL, err);
 	if (rc)
 		goto out;
 	*state = st;
@@ -807,59 +504,22 @@ out:
 static int sl_observe(void *state, struct fl_observation *o)
 {
 	struct sl_state *st = state;
-	struct fl_sysbpf_counts c;
-	char per[96], hk[256];
-	size_t off = 0;
-	int rc;
 
 	if (!st)
 		return -ENOENT;
-	if (st->reverted || !st->skel) {
-		c = st->snap;
-	} else {
-		rc = fl_sysbpf_read_counts(st->skel->maps.fl_sys_st, st->skel->maps.fl_sys_ctr, &c);
-		if (rc)
-			return rc;
-	}
-	fl_sysbpf_observe_common(o, &c, &st->cfg, st->probability);
-	/* per call kind, failed/matched: which of the rule's syscalls really happened */
-	per[0] = '\0';
-	for (int s = 0; s < FL_SL_NSLOT; s++) {
-		int w;
-
-		if (!c.slot[s][0])
-			continue;
-		w = snprintf(per + off, sizeof(per) - off, "%s%s %llu/%llu", off ? ", " : "", slot_names[s],
-			     (unsigned long long)c.slot[s][1], (unsigned long long)c.slot[s][0]);
-		if (w < 0 || (size_t)w >= sizeof(per) - off)
-			break;
-		off += (size_t)w;
-	}
-	fl_obs_text(o, "failed_per_call", "%s", per[0] ? per : "none yet");
-	hooks_join(st->hooks, false, hk, sizeof(hk));
-	fl_obs_text(o, "hooks", "lsm/%.80s%s", hk, st->reverted ? " (detached)" : "");
-	return 0;
+	return fl_sysbpf_observe(&st->run, o, slot_names, FL_SL_NSLOT, "lsm/");
 }
 
 static int sl_revert(void *state, struct fl_err *err)
 {
 	struct sl_state *st = state;
-	int rc = 0;
+	int rc;
 
-	if (!st || st->reverted)
+	if (!st || st->run.reverted)
 		return 0;
-	/* first: a link some forked child inherited stays attached, but acts no more */
-	st->skel->bss->fl_revoked = 1;
-	for (int i = 0; i < FL_SL_NHOOKS; i++) {
-		bpf_link__destroy(st->links[i]);
-		st->links[i] = NULL;
-	}
-	rc = fl_sysbpf_read_counts(st->skel->maps.fl_sys_st, st->skel->maps.fl_sys_ctr, &st->snap);
-	if (rc)
-		fl_err_set(err, rc, "reading the counters before unloading: %s (detached anyway)", strerror(-rc));
+	rc = fl_sysbpf_unload(&st->run, err);
 	sys_lsm__destroy(st->skel);
 	st->skel = NULL;
-	st->reverted = true;
 	return rc;
 }
 
@@ -934,46 +594,26 @@ static pid_t link_holder(__u32 id)
  */
 static int sl_revert_record(const struct fl_journal_rec *rec, struct fl_err *err)
 {
+	struct fl_bpf_walk w;
 	uint64_t tag;
-	__u32 id = 0, held_id = 0;
-	int found = 0, held = 0;
+	__u32 held_id = 0;
+	int found = 0, held = 0, rc = 0;
 
-	if (fl_sysbpf_rec_tag(rec, &tag))
+	if (fl_bpf_rec_tag(rec, &tag))
 		return fl_err_set(err, -EINVAL, "journal record %llu lacks a valid tag", (unsigned long long)rec->seq);
-	while (!bpf_link_get_next_id(id, &id)) {
-		struct bpf_link_info li;
-		__u32 len = sizeof(li);
-		int lfd = bpf_link_get_fd_by_id(id), pfd = -1, bss = -1, rc;
-
-		if (lfd < 0)
-			continue; /* gone meanwhile */
-		memset(&li, 0, sizeof(li));
-		if (bpf_obj_get_info_by_fd(lfd, &li, &len) || li.type != BPF_LINK_TYPE_TRACING ||
-		    li.tracing.attach_type != BPF_LSM_MAC)
-			goto next;
-		pfd = bpf_prog_get_fd_by_id(li.prog_id);
-		if (pfd < 0 || !fl_sysbpf_prog_is_ours(pfd, PROG_PREFIX, FL_SL_MAGIC, tag, &bss))
-			goto next;
+	fl_bpf_walk_start(&w, &sl_kind, 0, tag);
+	while (fl_bpf_walk_next(&w)) {
 		found++;
-		rc = fl_sysbpf_revoke(bss);
+		rc = fl_bpf_revoke(w.bss_fd);
 		if (rc) {
-			fl_err_set(err, rc, "revoking LSM link %u of fault %s (writing its .bss): %s", id, rec->fault,
+			fl_err_set(err, rc, "revoking LSM link %u of fault %s (writing its .bss): %s", w.id, rec->fault,
 				   strerror(-rc));
-			close(bss);
-			close(pfd);
-			close(lfd);
-			return rc;
+			goto out;
 		}
-		if (bpf_link_detach(lfd)) {
+		if (bpf_link_detach(w.link_fd)) {
 			held++;
-			held_id = id;
+			held_id = w.id;
 		}
-next:
-		if (bss >= 0)
-			close(bss);
-		if (pfd >= 0)
-			close(pfd);
-		close(lfd);
 	}
 	if (held) {
 		pid_t who = link_holder(held_id);
@@ -985,7 +625,9 @@ next:
 	} else if (found) {
 		fl_err_set(err, 0, "%d LSM link(s) of fault %s detached", found, rec->fault);
 	}
-	return 0;
+out:
+	fl_bpf_walk_stop(&w);
+	return rc;
 }
 
 /*
