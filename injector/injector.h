@@ -179,6 +179,12 @@ struct fl_injector {
 #define FL_INJECTORS(X) \
 	X(process_pause)    \
 	X(fd_exhaust)       \
+	X(process_kill)     \
+	X(memory_leak)      \
+	X(cpu_burn)         \
+	X(ports_exhaust)    \
+	X(ports_occupy)     \
+	X(client_slowloris) \
 	X(network_delay)    \
 	X(network_loss)     \
 	X(network_duplicate) \
