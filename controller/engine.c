@@ -700,7 +700,6 @@ int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, 
 		goto out;
 	}
 	run->target->info.allow_host_wide = sc->allow_host_wide;
-	snprintf(run->target->info.url, sizeof(run->target->info.url), "%s", sc->target.url);
 	run->target->beat = beat;
 	run->target->beat_arg = &e;
 	if (run->target->info.launched && journal_target(&e, run->target)) {

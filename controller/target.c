@@ -166,6 +166,7 @@ int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, cons
 		return fl_err_set(err, -ENOMEM, "out of memory");
 	t->pidfd = -1;
 	t->info.allow_host_wide = allow_host_wide;
+	snprintf(t->info.url, sizeof(t->info.url), "%s", spec->url ? spec->url : "");
 	(void)argv;
 	if (mkdir(log_dir, 0755) < 0 && errno != EEXIST) {
 		rc = fl_err_set(err, -errno, "cannot create %s: %s", log_dir, strerror(errno));
@@ -292,8 +293,14 @@ static void cgroups_of(struct fl_target *t)
 			snprintf(t->info.memcg, sizeof(t->info.memcg), "%s%s", mount, c2 + 1);
 	}
 	fclose(f);
-	if (!t->info.memcg[0] && t->info.cgroup_v2[0])
-		snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->info.cgroup_v2);
+	/* a v2 cgroup is the memory cgroup only where v2 carries the memory controller */
+	if (!t->info.memcg[0] && t->info.cgroup_v2[0]) {
+		char ctl[4200];
+
+		snprintf(ctl, sizeof(ctl), "%s/cgroup.controllers", t->info.cgroup_v2);
+		if (file_has_word(ctl, "memory"))
+			snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->info.cgroup_v2);
+	}
 }
 
 /* The lowest pid in a cgroup (or its first non-empty descendant): its main process. */
@@ -403,6 +410,7 @@ int fl_target_attach(const struct fl_target_spec *spec, bool allow_host_wide, st
 		return fl_err_set(err, -ENOMEM, "out of memory");
 	t->pidfd = -1;
 	t->info.allow_host_wide = allow_host_wide;
+	snprintf(t->info.url, sizeof(t->info.url), "%s", spec->url ? spec->url : "");
 	fl_cgroup_mount(NULL, mount, sizeof(mount));
 	if (spec->pid) {
 		t->info.pid = spec->pid;

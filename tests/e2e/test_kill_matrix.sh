@@ -24,6 +24,12 @@ matrix=(
 	"syscall.error|syscalls: [connect], errno: ECONNREFUSED, backend: cgroup, dst_port: 5432"
 	"syscall.error|syscalls: [connect], errno: ECONNREFUSED, backend: seccomp|launched"
 	"syscall.delay|syscalls: [connect], delay: 50ms|launched"
+	"memory.leak|rate: 20MiB/s, limit: 24MiB|launched"
+	"cpu.burn|cores: 1, load: 20%|launched"
+	"process.kill|signal: SIGTERM|launched"
+	"ports.exhaust|count: 50, netns: $kmns"
+	"ports.occupy|port: 18999, netns: $kmns"
+	"client.slowloris|connections: 20, interval: 1s"
 )
 
 # How each case ends the run, and the exit status that ending must give:
