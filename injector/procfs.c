@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 /* Read /proc/PID/stat and return a pointer just past the ") " that ends comm (comm may hold ')'). */
@@ -197,4 +198,23 @@ int fl_cgroup_mount(const char *controller, char *out, size_t len)
 	}
 	fclose(f);
 	return rc;
+}
+
+int64_t fl_mono_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+bool fl_path_under(const char *path, const char *dir)
+{
+	size_t n = strlen(dir);
+
+	if (!n || !path[0])
+		return false;
+	if (!strcmp(dir, "/"))
+		return path[0] == '/';
+	return !strncmp(path, dir, n) && (path[n] == '/' || !path[n]);
 }

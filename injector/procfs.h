@@ -2,6 +2,8 @@
 #ifndef FL_PROCFS_H
 #define FL_PROCFS_H
 
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -25,5 +27,12 @@ int fl_have_cap(int cap);
 int fl_cgroup_mount(const char *controller, char *out, size_t len);
 /* True when pid still is the process that had start time `start`. */
 int fl_proc_same(pid_t pid, uint64_t start);
+/* CLOCK_MONOTONIC now, in ns: the clock every injector times its observations with. */
+int64_t fl_mono_ns(void);
+/*
+ * Whether a cgroup path (as /proc/PID/cgroup or an OOM report prints it) is dir or below it:
+ * "/a/b" is under "/a", "/ab" is not; "/" holds every path, "" none.
+ */
+bool fl_path_under(const char *path, const char *dir);
 
 #endif

@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,6 +15,7 @@
 #include "injector.h"
 #include "journal.h"
 #include "procfs.h"
+#include "proctree.h"
 #include "units.h"
 
 #define MAX_KILLS 64          /* kills remembered for the report and restart matching (a ring) */
@@ -64,12 +64,9 @@ struct kill_state {
 	bool child_mode;
 	char name[16];
 	int64_t every_ns, next_ns, applied_ns, reverted_ns;
-	pid_t root;               /* the target's main process at apply: the tree `comm` matches in */
-	uint64_t root_start;
+	struct fl_proc_tree tree; /* the target at apply: the tree and cgroups `comm` matches in */
 	pid_t main;               /* main mode: the incarnation the next round signals */
 	uint64_t main_start;
-	char scope_v2[PATH_MAX];  /* the target's own cgroups ("" when the root or faultline's own) */
-	char scope_mem[PATH_MAX];
 	int nkills, nmiss, nrestarts;
 	double restart_sum;
 	int64_t last_miss_ns;
@@ -97,155 +94,7 @@ static bool proc_gone(pid_t pid, uint64_t start)
 	return !fl_proc_same(pid, start) || (fl_proc_state(pid, &s) == 0 && (s == 'Z' || s == 'X'));
 }
 
-/*
- * Never a victim: pid 1, kernel threads, faultline itself and its ancestors (the shell, sudo or CI
- * runner that started the drill), and faultline's own helpers (leakers, burners, the guardian)
- * other than the target it launched, which may sit in the target's cgroup.
- */
-static bool protected_pid(pid_t pid, pid_t target)
-{
-	pid_t self = getpid(), p = self, pp;
-
-	if (pid <= 1 || fl_proc_is_kthread(pid) == 1)
-		return true;
-	for (int d = 0; p > 1 && d < 256; d++) {
-		if (p == pid)
-			return true;
-		if (fl_proc_ppid(p, &p))
-			break;
-	}
-	return pid != target && fl_proc_ppid(pid, &pp) == 0 && pp == self;
-}
-
-/* ---- the target's scope ----------------------------------------------------------------------- */
-
-/* The cgroup v2 path ("0::") and the v1 memory path of pid, as /proc/PID/cgroup names them. */
-static void cgroups_of(pid_t pid, char *v2, size_t l2, char *mem, size_t lm)
-{
-	char p[64], line[4096];
-	FILE *f;
-
-	v2[0] = mem[0] = '\0';
-	if (pid > 0)
-		snprintf(p, sizeof(p), "/proc/%d/cgroup", (int)pid);
-	else
-		snprintf(p, sizeof(p), "/proc/self/cgroup");
-	if (!(f = fopen(p, "re")))
-		return;
-	while (fgets(line, sizeof(line), f)) {
-		char *c1 = strchr(line, ':'), *c2 = c1 ? strchr(c1 + 1, ':') : NULL, *save = NULL;
-
-		line[strcspn(line, "\n")] = '\0';
-		if (!c2)
-			continue;
-		*c2 = '\0';
-		if (c2 == c1 + 1 && !strncmp(line, "0:", 2)) {
-			snprintf(v2, l2, "%s", c2 + 1);
-			continue;
-		}
-		for (char *c = strtok_r(c1 + 1, ",", &save); c; c = strtok_r(NULL, ",", &save))
-			if (!strcmp(c, "memory"))
-				snprintf(mem, lm, "%s", c2 + 1);
-	}
-	fclose(f);
-}
-
-static bool under(const char *path, const char *cg)
-{
-	size_t n = strlen(cg);
-
-	return n && path[0] && !strncmp(path, cg, n) && (path[n] == '/' || !path[n]);
-}
-
-/*
- * abs (a cgroup directory) as the path /proc/PID/cgroup prints, below mount; "" when it is not
- * below mount, is the root (every process), or holds faultline itself (its processes are not the
- * target's alone: a name match there could hit the drill's neighbours).
- */
-static void scope_of(const char *abs, const char *controller, const char *own, char *out, size_t len)
-{
-	char mount[PATH_MAX];
-	size_t n;
-
-	out[0] = '\0';
-	if (!abs[0] || fl_cgroup_mount(controller, mount, sizeof(mount)))
-		return;
-	n = strlen(mount);
-	if (strncmp(abs, mount, n) || (abs[n] && abs[n] != '/') || !abs[n] || !strcmp(abs + n, "/"))
-		return;
-	if (under(own, abs + n))
-		return;
-	snprintf(out, len, "%s", abs + n);
-}
-
-static bool in_scope(const struct kill_state *st, pid_t pid)
-{
-	char v2[PATH_MAX], mem[PATH_MAX];
-
-	if (!st->scope_v2[0] && !st->scope_mem[0])
-		return false;
-	cgroups_of(pid, v2, sizeof(v2), mem, sizeof(mem));
-	return (st->scope_v2[0] && under(v2, st->scope_v2)) || (st->scope_mem[0] && under(mem, st->scope_mem));
-}
-
-static bool descends(pid_t pid, pid_t root)
-{
-	pid_t p = pid;
-
-	for (int d = 0; d < 64 && p > 1; d++) {
-		if (fl_proc_ppid(p, &p))
-			return false;
-		if (p == root)
-			return true;
-	}
-	return false;
-}
-
-/* Does pid belong to the target: below its main process, or in its own cgroup? */
-static bool in_target(const struct kill_state *st, pid_t pid)
-{
-	return (fl_proc_same(st->root, st->root_start) && descends(pid, st->root)) || in_scope(st, pid);
-}
-
-/* Processes named st->name (`comm`) in the target's tree or cgroup (never its main process itself). */
-static int find_children(const struct kill_state *st, pid_t *out, int max)
-{
-	DIR *d = opendir("/proc");
-	struct dirent *e;
-	int n = 0;
-
-	if (!d)
-		return -errno;
-	while ((e = readdir(d)) && n < max) {
-		char comm[16], *end, state = 0;
-		long x = strtol(e->d_name, &end, 10);
-
-		if (*end || x <= 1 || (pid_t)x == st->root)
-			continue;
-		if (fl_proc_comm((pid_t)x, comm, sizeof(comm)) || strcmp(comm, st->name))
-			continue;
-		/* a zombie keeps its name but is dead already: its parent has not reaped it yet */
-		if (fl_proc_state((pid_t)x, &state) || state == 'Z' || state == 'X')
-			continue;
-		if (protected_pid((pid_t)x, st->root) || !in_target(st, (pid_t)x))
-			continue;
-		out[n++] = (pid_t)x;
-	}
-	closedir(d);
-	return n;
-}
-
 /* ---- sending ---------------------------------------------------------------------------------- */
-
-/* comm may hold blanks and '#', which journal values may not: keep a safe spelling. */
-static void safe_word(const char *in, char *out, size_t len)
-{
-	size_t i;
-
-	for (i = 0; in[i] && i + 1 < len; i++)
-		out[i] = (in[i] > ' ' && in[i] != '#' && in[i] != '=' && in[i] < 127) ? in[i] : '_';
-	out[i] = '\0';
-}
 
 /* Journal, then signal one process (through a pidfd, so a recycled pid is never hit). */
 static int kill_one(struct kill_state *st, pid_t pid, struct fl_err *err)
@@ -253,20 +102,16 @@ static int kill_one(struct kill_state *st, pid_t pid, struct fl_err *err)
 	struct kill_rec r = {.pid = pid, .died_in_s = -1};
 	char word[16];
 	int64_t seq;
-	int pfd, rc = 0;
+	int pfd, rc;
 
 	if (fl_proc_starttime(pid, &r.start))
 		return -ESRCH;
 	fl_proc_comm(pid, r.comm, sizeof(r.comm));
 	fl_proc_ppid(pid, &r.ppid);
-	safe_word(r.comm, word, sizeof(word));
-	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pfd < 0 && errno != ENOSYS)
-		return errno == ESRCH ? -ESRCH : fl_err_set(err, -errno, "pidfd_open(%d): %s", (int)pid, strerror(errno));
-	if (!fl_proc_same(pid, r.start)) {
-		rc = -ESRCH;
-		goto out;
-	}
+	fl_proc_comm_word(r.comm, word, sizeof(word));
+	rc = fl_proc_hold(pid, r.start, &pfd);
+	if (rc)
+		return rc == -ESRCH ? rc : fl_err_set(err, rc, "pidfd_open(%d): %s", (int)pid, strerror(-rc));
 	/* the record is the drill's account of what it did; there is nothing to undo */
 	seq = fl_journal_append(st->j, st->f, "pid=%d start=%llu signal=%d comm=%s", (int)pid,
 				(unsigned long long)r.start, st->sig, word);
@@ -276,8 +121,8 @@ static int kill_one(struct kill_state *st, pid_t pid, struct fl_err *err)
 	}
 	r.at_ns = clock_ns(CLOCK_MONOTONIC);
 	r.at_boot_s = (double)clock_ns(CLOCK_BOOTTIME) / 1e9;
-	if (pfd >= 0 ? syscall(SYS_pidfd_send_signal, pfd, st->sig, NULL, 0) : kill(pid, st->sig)) {
-		rc = -errno;
+	rc = fl_proc_send(pfd, pid, r.start, pid, st->sig);
+	if (rc) {
 		if (rc != -ESRCH)
 			fl_err_set(err, rc, "signal %s to pid %d (%s): %s", fl_signal_name(st->sig) ?: "?",
 				   (int)pid, r.comm, strerror(-rc));
@@ -306,10 +151,10 @@ static int kill_round(struct kill_state *st, int64_t now, struct fl_err *err)
 	int n = 0, sent = 0, rc = 0;
 
 	if (st->child_mode) {
-		n = find_children(st, v, MAX_ROUND);
+		n = fl_proc_tree_find(&st->tree, st->name, v, MAX_ROUND);
 		if (n < 0)
 			return fl_err_set(err, n, "scanning /proc: %s", strerror(-n));
-	} else if (!proc_gone(st->main, st->main_start) && !protected_pid(st->main, st->root)) {
+	} else if (!proc_gone(st->main, st->main_start) && !fl_proc_protected(st->main, st->tree.root)) {
 		v[n++] = st->main;
 	}
 	for (int i = 0; i < n; i++) {
@@ -384,7 +229,7 @@ static void find_restarts(struct kill_state *st)
 		    fl_proc_starttime((pid_t)x, &start) || proc_gone((pid_t)x, start))
 			continue;
 		/* most processes have no victim's name: skip them before the costlier checks */
-		if (!awaited(st, n, comm) || protected_pid((pid_t)x, st->root))
+		if (!awaited(st, n, comm) || fl_proc_protected((pid_t)x, st->tree.root))
 			continue;
 		fl_proc_ppid((pid_t)x, &ppid);
 		/* several victims may share a name: the one with the same parent first, then by cgroup */
@@ -397,7 +242,7 @@ static void find_restarts(struct kill_state *st)
 				if (!r->died_ns || r->restarted || strcmp(comm, r->comm) ||
 				    started + 1.0 / hz < r->at_boot_s)
 					continue;
-				if (pass == 0 ? !(r->ppid > 1 && ppid == r->ppid) : !in_scope(st, (pid_t)x))
+				if (pass == 0 ? !(r->ppid > 1 && ppid == r->ppid) : !fl_proc_tree_in_cgroup(&st->tree, (pid_t)x))
 					continue;
 				matched = 1;
 				r->restarted = true;
@@ -443,11 +288,8 @@ static int kill_validate(const struct fl_fault *f, const struct fl_value **blame
 		fl_err_hint(err, "add target: child, or remove comm");
 		return -EINVAL;
 	}
-	if (name->set && (strlen(name->s) > 15 || !name->s[0])) {
+	if (name->set && fl_proc_comm_check(name->s, err)) {
 		*blame = name;
-		fl_err_set(err, -EINVAL, "'%s' can never match: command names are 1 to 15 characters "
-					 "(the kernel cuts them)", name->s);
-		fl_err_hint(err, "use '%.15s'", name->s);
 		return -EINVAL;
 	}
 	if (every->set && every->i > 0 && every->i < MIN_EVERY_NS) {
@@ -477,7 +319,7 @@ static int kill_check(const struct fl_fault *f, struct fl_err *err)
 	/* whatever allow_host_wide says: init's death takes the host (or the container) with it */
 	if (pid == 1)
 		return fl_err_set(err, -EPERM, "refusing to signal pid 1 or match names below it");
-	if (protected_pid(pid, pid))
+	if (fl_proc_protected(pid, pid))
 		return fl_err_set(err, -EPERM, "pid %d is faultline itself, one of its ancestors or a kernel "
 					       "thread: not a target to kill", (int)pid);
 	if (kill(pid, 0) < 0) {
@@ -512,7 +354,6 @@ static int kill_apply(struct fl_fault *f, struct fl_journal *j, struct fl_err *e
 	const struct fl_target_info *t = f->target;
 	const struct fl_value *every = fl_fault_value(f, "every");
 	struct kill_state *st = calloc(1, sizeof(*st));
-	char own_v2[PATH_MAX], own_mem[PATH_MAX];
 	int rc;
 
 	if (!st)
@@ -527,22 +368,19 @@ static int kill_apply(struct fl_fault *f, struct fl_journal *j, struct fl_err *e
 	rc = kill_check(f, err);
 	if (rc)
 		goto fail;
-	st->root = st->main = t->pid;
-	if (fl_proc_starttime(t->pid, &st->root_start)) {
+	if (fl_proc_tree_init(&st->tree, t)) {
 		rc = fl_err_set(err, -ESRCH, "target pid %d is gone", (int)t->pid);
 		goto fail;
 	}
-	st->main_start = st->root_start;
-	cgroups_of(0, own_v2, sizeof(own_v2), own_mem, sizeof(own_mem));
-	scope_of(t->cgroup_v2, NULL, own_v2, st->scope_v2, sizeof(st->scope_v2));
-	scope_of(t->memcg, "memory", own_mem, st->scope_mem, sizeof(st->scope_mem));
+	st->main = st->tree.root;
+	st->main_start = st->tree.root_start;
 	st->applied_ns = clock_ns(CLOCK_MONOTONIC);
 	rc = kill_round(st, st->applied_ns, err);
 	if (rc == -ESRCH) {
 		if (st->child_mode)
 			fl_err_set(err, rc, "no process named '%s' below pid %d%s%s", st->name, (int)t->pid,
-				   st->scope_v2[0] || st->scope_mem[0] ? " or in its cgroup " : "",
-				   st->scope_v2[0] ? st->scope_v2 : st->scope_mem);
+				   fl_proc_tree_cgroup(&st->tree)[0] ? " or in its cgroup " : "",
+				   fl_proc_tree_cgroup(&st->tree));
 		else
 			fl_err_set(err, rc, "target pid %d is gone", (int)t->pid);
 	}

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -274,6 +275,212 @@ static void test_revert_record_ignores_recycled_pid(void **state)
 	assert_int_equal(after.rlim_cur, before.rlim_cur);
 }
 
+/* ---- scope: child: a process in the target's tree, by name ------------------------------------ */
+
+#define DB_COMM "fl-test-db"
+
+/* A child that starts a grandchild named DB_COMM (its pid written to fd) and then waits. */
+static pid_t spawn_parent_of_db(pid_t *db)
+{
+	int p[2];
+	pid_t pid;
+
+	assert_int_equal(pipe(p), 0);
+	pid = fork();
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		pid_t g;
+
+		prctl(PR_SET_PDEATHSIG, SIGKILL); /* a failed assertion in the test must not leave us behind */
+		setpgid(0, 0);
+		close(p[0]);
+		g = fork();
+		if (g == 0) {
+			pid_t me = getpid();
+
+			prctl(PR_SET_PDEATHSIG, SIGKILL);
+			prctl(PR_SET_NAME, DB_COMM);
+			if (write(p[1], &me, sizeof(me)) != sizeof(me))
+				_exit(1);
+			for (;;)
+				pause();
+		}
+		for (;;)
+			pause();
+	}
+	close(p[1]);
+	assert_int_equal(read(p[0], db, sizeof(*db)), (ssize_t)sizeof(*db));
+	close(p[0]);
+	return pid;
+}
+
+static void reap(pid_t pid)
+{
+	kill(pid, SIGKILL);
+	waitpid(pid, NULL, 0);
+}
+
+static const struct fl_observation *observe_kv(const struct fl_observation *o, const char *key, int *i)
+{
+	for (*i = 0; *i < o->n; (*i)++)
+		if (!strcmp(o->kv[*i].key, key))
+			return o;
+	fail_msg("observation has no %s", key);
+	return NULL;
+}
+
+static void test_pause_child_freezes_only_the_named_descendant(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc = scenario_with("  - {name: db, type: process.pause, duration: 1s, scope: child, "
+					       "comm: " DB_COMM "}\n");
+	struct fl_fault *f = &sc->faults[0];
+	struct fl_target_info info = {0};
+	struct fl_observation o = {0};
+	struct fl_journal_info ji;
+	pid_t db, decoy_db, target, decoy;
+	char pidtext[16], buf[64];
+	struct fl_err e;
+	int i;
+
+	(void)w;
+	target = spawn_parent_of_db(&db);
+	/* the same name outside the target's tree (and no cgroup of its own): never matched */
+	decoy = spawn_parent_of_db(&decoy_db);
+	info.pid = info.pgid = target;
+	info.launched = true;
+	f->target = &info;
+	wait_state(db, 'S');
+	assert_int_equal(f->inj->check(f, &e), 0);
+	assert_int_equal(f->inj->apply(f, w->j, &e), 0);
+	wait_state(db, 'T');
+	usleep(300 * 1000);
+	assert_int_equal(fl_proc_state(target, &buf[0]), 0);
+	assert_int_equal(buf[0], 'S');          /* the service itself keeps running */
+	assert_int_equal(fl_proc_state(decoy_db, &buf[0]), 0);
+	assert_int_equal(buf[0], 'S');          /* the namesake outside is untouched */
+	/* journaled by pid and start time, before the signal */
+	assert_int_equal(fl_journal_read(fl_journal_path(w->j), &ji, &e), 0);
+	assert_int_equal(ji.nrecs, 1);
+	snprintf(pidtext, sizeof(pidtext), "%d", (int)db);
+	assert_string_equal(fl_rec_get(&ji.recs[0], "pid", buf, sizeof(buf)), pidtext);
+	assert_string_equal(fl_rec_get(&ji.recs[0], "signal_to", buf, sizeof(buf)), pidtext);
+	fl_journal_info_free(&ji);
+	assert_int_equal(f->inj->revert(f, &e), 0);
+	wait_state(db, 'S');
+	assert_int_equal(f->inj->revert(f, &e), 0); /* idempotent */
+	assert_int_equal(f->inj->observe(f, &o), 0);
+	observe_kv(&o, "frozen_pids", &i);
+	assert_string_equal(o.kv[i].text, pidtext);
+	observe_kv(&o, "frozen", &i);
+	assert_true(o.kv[i].num == 1.0);
+	/* the freeze as /proc saw it: the 300 ms slept above, plus the waits around it */
+	observe_kv(&o, "frozen_s", &i);
+	print_message("child freeze: frozen_s %.3f s for ~0.30 s held\n", o.kv[i].num);
+	assert_true(o.kv[i].num >= 0.29 && o.kv[i].num < 0.6);
+	observe_kv(&o, "ran_while_frozen", &i);
+	assert_true(o.kv[i].num == 0.0);
+	free(f->state);
+	f->state = NULL;
+	reap(target);
+	reap(decoy);
+	fl_scenario_free(sc);
+}
+
+static void test_pause_child_refuses_outside_the_tree(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc = scenario_with("  - {name: db, type: process.pause, duration: 1s, scope: child, "
+					       "comm: " DB_COMM "}\n");
+	struct fl_fault *f = &sc->faults[0];
+	struct fl_journal_info ji;
+	pid_t decoy_db, decoy;
+	struct fl_err e;
+	char s;
+
+	/* the target (w->child) has no such descendant; a process of that name lives elsewhere */
+	decoy = spawn_parent_of_db(&decoy_db);
+	f->target = &w->info;
+	if (f->inj->check(f, &e) != -ESRCH)
+		fail_msg("check found '%s' below pid %d (decoy %d, its db %d): %s", DB_COMM, (int)w->child,
+			 (int)decoy, (int)decoy_db, e.msg);
+	assert_non_null(strstr(e.msg, "no process named '" DB_COMM "' below pid"));
+	assert_int_equal(f->inj->apply(f, w->j, &e), -ESRCH);
+	assert_null(f->state);
+	usleep(50 * 1000);
+	assert_int_equal(fl_proc_state(decoy_db, &s), 0);
+	assert_int_equal(s, 'S');
+	assert_int_equal(fl_journal_read(fl_journal_path(w->j), &ji, &e), 0);
+	assert_int_equal(ji.nrecs, 0); /* nothing journaled, nothing stopped */
+	fl_journal_info_free(&ji);
+	/* the target's own main process is never a `comm` match, even when its name fits */
+	{
+		struct fl_target_info self_db = {.pid = decoy_db, .pgid = decoy_db};
+
+		f->target = &self_db;
+		assert_int_equal(f->inj->check(f, &e), -ESRCH);
+	}
+	reap(decoy);
+	fl_scenario_free(sc);
+}
+
+static void test_pause_child_revert_record_in_fresh_process(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc = scenario_with("  - {name: db, type: process.pause, duration: 1s, scope: child, "
+					       "comm: " DB_COMM "}\n");
+	struct fl_fault *f = &sc->faults[0];
+	struct fl_target_info info = {0};
+	pid_t db, target, fresh;
+	int status = 0;
+	struct fl_err e;
+
+	target = spawn_parent_of_db(&db);
+	info.pid = info.pgid = target;
+	f->target = &info;
+	assert_int_equal(f->inj->apply(f, w->j, &e), 0);
+	wait_state(db, 'T');
+	/* the controller "crashed": only the journal is left, read by a process that never applied */
+	free(f->state);
+	f->state = NULL;
+	fresh = fork();
+	assert_true(fresh >= 0);
+	if (fresh == 0) {
+		struct fl_journal_info ji;
+		int bad = 0, n;
+
+		if (fl_journal_read(fl_journal_path(w->j), &ji, &e))
+			_exit(10);
+		n = ji.nrecs;
+		for (int i = 0; i < n; i++)
+			bad += fl_injector_find(ji.recs[i].injector)->revert_record(&ji.recs[i], &e) != 0;
+		fl_journal_info_free(&ji);
+		_exit(n == 1 ? bad : 20 + n);
+	}
+	assert_int_equal(waitpid(fresh, &status, 0), fresh);
+	assert_true(WIFEXITED(status));
+	assert_int_equal(WEXITSTATUS(status), 0);
+	wait_state(db, 'S');
+	reap(target);
+	fl_scenario_free(sc);
+}
+
+static void test_pause_child_validation(void **state)
+{
+	char diag[2048];
+
+	(void)state;
+	assert_null(fl_tl_scenario("t", "  - {name: p, type: process.pause, duration: 1s, scope: child}\n", diag,
+				   sizeof(diag)));
+	assert_non_null(strstr(diag, "scope: child needs `comm`"));
+	assert_null(fl_tl_scenario("t", "  - {name: p, type: process.pause, duration: 1s, comm: db}\n", diag,
+				   sizeof(diag)));
+	assert_non_null(strstr(diag, "add scope: child"));
+	assert_null(fl_tl_scenario("t", "  - {name: p, type: process.pause, duration: 1s, scope: child, "
+				   "comm: a-name-far-too-long}\n", diag, sizeof(diag)));
+	assert_non_null(strstr(diag, "can never match"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -282,6 +489,10 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_fd_exhaust_restores_exactly, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_checks_refuse_what_they_must, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_revert_record_ignores_recycled_pid, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_child_freezes_only_the_named_descendant, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_child_refuses_outside_the_tree, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_child_revert_record_in_fresh_process, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_pause_child_validation, setup, teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
