@@ -719,6 +719,16 @@ int fl_engine_run(const struct fl_scenario *sc, const struct fl_run_opts *opts, 
 			goto out;
 		}
 		say(&e, "target ready: pid %d, %s", (int)run->target->info.pid, sc->target.url);
+		if (run->target->memory_limit) {
+			char lim[32];
+
+			say(&e, "target memory limit %s (%s%s%s)",
+			    fl_format_size(run->target->memory_limit, lim, sizeof(lim)),
+			    run->target->memory_limit_file, run->target->memory_swap_file[0] ? "; swap: " : "",
+			    run->target->memory_swap_file);
+			if (run->target->memory_note[0])
+				say(&e, "WARNING: target.memory_limit: %s", run->target->memory_note);
+		}
 	}
 	if (run->target->pidfd >= 0) {
 		struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_TARGET};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "procfs.h"
+#include "target.h"
 
 struct event {
 	int64_t t;
@@ -91,6 +92,15 @@ void fl_plan_print(const struct fl_scenario *sc, const struct fl_target_info *no
 	if (sc->target.run.n)
 		fprintf(out, "           ready when %s answers, within %s\n", sc->target.url,
 			fl_format_duration(sc->target.ready_timeout_ns, a, sizeof(a)));
+	if (sc->target.memory_limit) {
+		const char *swap = fl_target_swap_warning();
+
+		fprintf(out, "           memory limit %s on its own memory cgroup (memory.limit_in_bytes "
+			"or memory.max; swap too: memory.memsw.limit_in_bytes or memory.swap.max 0), set "
+			"before exec\n", fl_format_size(sc->target.memory_limit, a, sizeof(a)));
+		if (swap)
+			fprintf(out, "           WARNING: %s\n", swap);
+	}
 	if (now && now->pid > 0)
 		print_target_now(now, out);
 	else if (why_not)

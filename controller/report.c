@@ -203,6 +203,14 @@ static json_object *build_json(const struct fl_run *r)
 		json_object_object_add(o, "pid", json_object_new_int(r->target->info.pid));
 		json_object_object_add(o, "launched", json_object_new_boolean(r->target->info.launched));
 		json_object_object_add(o, "log", r->target->log_path[0] ? jstr(r->target->log_path) : NULL);
+		json_object_object_add(o, "memory_limit", r->target->memory_limit ?
+				       json_object_new_int64((int64_t)r->target->memory_limit) : NULL);
+		json_object_object_add(o, "memory_limit_file", r->target->memory_limit ?
+				       jstr(r->target->memory_limit_file) : NULL);
+		json_object_object_add(o, "memory_swap_file", r->target->memory_swap_file[0] ?
+				       jstr(r->target->memory_swap_file) : NULL);
+		json_object_object_add(o, "memory_note", r->target->memory_note[0] ?
+				       jstr(r->target->memory_note) : NULL);
 	}
 	json_object_object_add(o, "died", json_object_new_boolean(r->target_died));
 	json_object_object_add(o, "death", r->target_died ? jstr(r->target_death) : NULL);

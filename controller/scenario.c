@@ -108,7 +108,8 @@ static const char *const http_methods[] = {"GET", "POST", "PUT", "PATCH", "DELET
 
 static const struct fl_param incident_params[] = {
 	{.name = "id", .kind = FL_P_STRING, .help = "the incident's identifier, e.g. INC-2041"},
-	{.name = "date", .kind = FL_P_STRING, .help = "when it happened, YYYY-MM-DD"},
+	{.name = "date", .kind = FL_P_STRING,
+	 .help = "when it happened, YYYY-MM-DD (known only from a digest without dates: the day the entry joined the library, said in a comment)"},
 	{.name = "summary", .kind = FL_P_STRING, .help = "what happened, in a sentence"},
 	{0},
 };
@@ -133,6 +134,10 @@ static const struct fl_param target_params[] = {
 	 .help = "an already running target, by systemd unit (its cgroup is resolved)"},
 	{.name = "netns", .kind = FL_P_STRING,
 	 .help = "the target's network namespace: a name under /run/netns or a path"},
+	{.name = "memory_limit", .kind = FL_P_SIZE, .min = "4MiB", .max = "1TiB",
+	 .help = "launched targets only: the memory limit of the cgroup faultline gives `run` (v1 "
+		 "memory.limit_in_bytes and memory.memsw.limit_in_bytes, v2 memory.max and memory.swap.max 0: "
+		 "no swapping out of it), set before exec, gone with the cgroup; a found target keeps its own limit"},
 	{0},
 };
 
@@ -1147,6 +1152,7 @@ static void fill(struct ctx *c, struct fl_scenario *sc, struct fl_value *top, co
 		sc->target.cgroup = t[8].s;
 		sc->target.systemd_unit = t[9].s;
 		sc->target.netns = t[10].s;
+		sc->target.memory_limit = t[11].set ? t[11].u : 0;
 		if (sc->target.url && check_url(sc->target.url, &e))
 			err_at(c, fl_ymap_get(tnode, "url"), e.hint, "target.url: %s", e.msg);
 		if (t[1].set && t[1].list.n == 0)
@@ -1166,6 +1172,11 @@ static void fill(struct ctx *c, struct fl_scenario *sc, struct fl_value *top, co
 			err_at(c, fl_ymap_get(tnode, which[1]),
 			       "name the target one way: run, pid, pidfile, cgroup or systemd_unit",
 			       "target: '%s' and '%s' are exclusive", which[0], which[1]);
+		if (t[11].set && !t[1].set)
+			err_at(c, fl_ymap_get(tnode, "memory_limit"),
+			       "memory_limit is set on the cgroup faultline creates for `run`; a target found by "
+			       "pid, pidfile, cgroup or systemd_unit keeps the limit its owner gave it",
+			       "target.memory_limit without target.run");
 		if ((t[2].set || t[3].set) && !t[1].set)
 			err_at(c, fl_ymap_get(tnode, t[2].set ? "env" : "cwd"), "env and cwd apply to `run`",
 			       "target.%s without target.run", t[2].set ? "env" : "cwd");

@@ -46,6 +46,7 @@ struct fl_target_spec {
 	char *systemd_unit;
 	char *netns;
 	int64_t stop_grace_ns;
+	uint64_t memory_limit;     /* bytes, 0 = none set (launched targets only) */
 };
 
 struct fl_load_spec {

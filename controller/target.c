@@ -91,6 +91,117 @@ static int add_own_cgroup(struct fl_target *t, const char *mount, const char *ru
 	return 0;
 }
 
+static int write_limit(const char *path, uint64_t bytes, struct fl_err *err)
+{
+	char v[32];
+	int fd, n, rc = 0;
+
+	n = snprintf(v, sizeof(v), "%llu", (unsigned long long)bytes);
+	fd = open(path, O_WRONLY | O_CLOEXEC);
+	if (fd < 0)
+		return fl_err_set(err, -errno, "target.memory_limit: open %s: %s", path, strerror(errno));
+	if (write(fd, v, (size_t)n) != n)
+		rc = fl_err_set(err, -errno, "target.memory_limit: writing %s to %s: %s", v, path, strerror(errno));
+	close(fd);
+	return rc;
+}
+
+static bool swap_on(void)
+{
+	char line[128];
+	unsigned long long kib = 0;
+	FILE *f = fopen("/proc/meminfo", "re");
+	bool on = false;
+
+	if (!f)
+		return false;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "SwapTotal: %llu kB", &kib) == 1) {
+			on = kib > 0;
+			break;
+		}
+	fclose(f);
+	return on;
+}
+
+#define SWAP_WARNING "the leak can be swapped out instead of OOM-killed: the drill may see no OOM kill"
+
+const char *fl_target_swap_warning(void)
+{
+	char mount[4096], p[4096 + 256 + 32];
+	bool seen = false, has = false;
+	struct dirent *d;
+	DIR *dir;
+
+	if (!swap_on())
+		return NULL;
+	/* where fl_target_launch puts the memory cgroup: v2 when its root offers memory, else v1 */
+	if (fl_cgroup_mount(NULL, mount, sizeof(mount)) == 0 &&
+	    snprintf(p, sizeof(p), "%s/cgroup.controllers", mount) > 0 && file_has_word(p, "memory")) {
+		/* the root has no memory.swap.max: ask a child, as the launch's cgroup will be one */
+		if (!(dir = opendir(mount)))
+			return NULL;
+		while (!seen && (d = readdir(dir))) {
+			snprintf(p, sizeof(p), "%s/%s/memory.max", mount, d->d_name);
+			if (d->d_name[0] == '.' || access(p, F_OK))
+				continue;
+			seen = true;
+			snprintf(p, sizeof(p), "%s/%s/memory.swap.max", mount, d->d_name);
+			has = access(p, F_OK) == 0;
+		}
+		closedir(dir);
+		return seen && !has ? "swap is on and cgroup v2 has no memory.swap.max (no swap accounting): "
+				      SWAP_WARNING : NULL;
+	}
+	if (fl_cgroup_mount("memory", mount, sizeof(mount)) == 0 &&
+	    snprintf(p, sizeof(p), "%s/memory.memsw.limit_in_bytes", mount) > 0 && access(p, F_OK))
+		return "swap is on and the v1 memory controller has no memory.memsw.limit_in_bytes (boot with "
+		       "swapaccount=1): " SWAP_WARNING;
+	return NULL;
+}
+
+/*
+ * target.memory_limit: written to the memory cgroup just created for the launch, before the child
+ * joins it, so the limit is in force from the first page; the cgroup (and the limit) goes at stop.
+ * Swap is limited too where the controller can (else the leak's pages are swapped out and no OOM
+ * kill comes): v2 memory.swap.max 0; v1 memory.memsw.limit_in_bytes (memory+swap) the same limit,
+ * written after memory.limit_in_bytes, which it may never be below.
+ */
+static int set_memory_limit(struct fl_target *t, uint64_t bytes, struct fl_err *err)
+{
+	char p[4200], sw[4200];
+	bool v1;
+	int rc;
+
+	if (!t->info.memcg[0]) {
+		fl_err_set(err, -EOPNOTSUPP, "target.memory_limit: this host has no memory cgroup controller "
+					     "(no cgroup v1 memory hierarchy, no memory in cgroup v2)");
+		fl_err_hint(err, "drop target.memory_limit, or run where a memory controller is mounted");
+		return -EOPNOTSUPP;
+	}
+	/* v2 when the memory cgroup is the cgroup2 dir (its controllers include memory), else v1 */
+	v1 = strcmp(t->info.memcg, t->info.cgroup_v2) != 0;
+	snprintf(p, sizeof(p), "%s/%s", t->info.memcg, v1 ? "memory.limit_in_bytes" : "memory.max");
+	snprintf(sw, sizeof(sw), "%s/%s", t->info.memcg, v1 ? "memory.memsw.limit_in_bytes" : "memory.swap.max");
+	rc = write_limit(p, bytes, err);
+	if (rc)
+		goto out;
+	t->memory_limit = bytes;
+	snprintf(t->memory_limit_file, sizeof(t->memory_limit_file), "%s", p);
+	if (access(sw, F_OK) == 0) {
+		rc = write_limit(sw, v1 ? bytes : 0, err);
+		if (rc)
+			goto out;
+		snprintf(t->memory_swap_file, sizeof(t->memory_swap_file), "%s", sw);
+	} else if (swap_on()) {
+		snprintf(t->memory_note, sizeof(t->memory_note), "swap is on and the cgroup has no %s: %s",
+			 v1 ? "memory.memsw.limit_in_bytes (boot with swapaccount=1)" : "memory.swap.max",
+			 SWAP_WARNING);
+	}
+out:
+	return rc;
+}
+
 /* In the child: join the cgroups, set up stdio, environment and signals, exec. Never returns. */
 static void child_exec(const struct fl_target_spec *spec, const struct fl_target *t, int logfd,
 		       int errfd, pid_t parent, int (*hook)(void *), void *hook_arg)
@@ -198,6 +309,8 @@ int fl_target_launch(const struct fl_target_spec *spec, const char *run_id, cons
 			goto fail;
 		snprintf(t->info.memcg, sizeof(t->info.memcg), "%s", t->own_cgroups[t->n_own_cgroups - 1]);
 	}
+	if (spec->memory_limit && (rc = set_memory_limit(t, spec->memory_limit, err)))
+		goto fail;
 	if (fl_cgroup_mount("cpu", mount, sizeof(mount)) == 0 && strcmp(mount, t->info.memcg) &&
 	    t->n_own_cgroups < 4) {
 		rc = add_own_cgroup(t, mount, run_id, err);

@@ -20,6 +20,10 @@ struct fl_target {
 	char own_cgroups[4][4096];
 	int n_own_cgroups;
 	uint64_t start;               /* a found target's start time: a recycled pid is not it */
+	uint64_t memory_limit;        /* target.memory_limit as written, 0 if none */
+	char memory_limit_file[4200]; /* where it was written (memory.limit_in_bytes or memory.max) */
+	char memory_swap_file[4200];  /* its swap limit (memory.memsw.limit_in_bytes or memory.swap.max), "" if none */
+	char memory_note[256];        /* why the limit may not end in an OOM kill (swap unlimited), "" if none */
 	bool stopped;
 	/* called from the blocking waits (readiness, stop grace) so the guardian hears a heartbeat */
 	void (*beat)(void *arg);
@@ -57,6 +61,11 @@ const char *fl_target_exit_text(const struct fl_target *t, char *buf, size_t len
  * cgroups created (moving any stragglers out first). Found targets: nothing is stopped.
  */
 int fl_target_stop(struct fl_target *t, int64_t grace_ns, struct fl_err *err);
+/*
+ * For the plan, before any launch: NULL, or why a launched target's memory cgroup could not limit
+ * swap here (swap is on, the controller has no swap limit), so target.memory_limit may not OOM.
+ */
+const char *fl_target_swap_warning(void);
 void fl_target_free(struct fl_target *t);
 
 /* Every kernel object faultline creates is named with this prefix and the run id. */

@@ -11,7 +11,8 @@ kmns=fl-km-$$
 km_cg=/sys/fs/cgroup/unified/fl-km-$$
 
 # One row per injector (and backend): TYPE|its parameters for a fault on the external target,
-# or TYPE|parameters|launched for one on a target each run launches itself (seccomp needs that).
+# or TYPE|parameters|launched for one on a target each run launches itself (seccomp needs that),
+# or TYPE|parameters|launched-db for one whose launched target starts its own database (downstream).
 # A new injector joins the matrix by adding its line here.
 matrix=(
 	"process.pause|scope: process"
@@ -25,8 +26,10 @@ matrix=(
 	"syscall.error|syscalls: [connect], errno: ECONNREFUSED, backend: seccomp|launched"
 	"syscall.delay|syscalls: [connect], delay: 50ms|launched"
 	"memory.leak|rate: 20MiB/s, limit: 24MiB|launched"
+	"memory.leak|rate: 20MiB/s, limit: 24MiB, owner: target|launched"
 	"cpu.burn|cores: 1, load: 20%|launched"
 	"process.kill|signal: SIGTERM|launched"
+	"process.pause|scope: child, comm: downstream|launched-db"
 	"ports.exhaust|count: 50, netns: $kmns"
 	"ports.occupy|port: 18999, netns: $kmns"
 	"client.slowloris|connections: 20, interval: 1s"
@@ -80,6 +83,10 @@ scenario() { # FILE TYPE PARAMS CASE [launched]
 	if [ "${5:-}" = launched ]; then
 		local lp=$(port)
 		tgt="{url: \"http://127.0.0.1:$lp/api/report\", run: [$targets/hardened, -listen, \"127.0.0.1:$lp\", -downstream-listen, \"127.0.0.1:$(port)\"], stop_grace: 1s}"
+	elif [ "${5:-}" = launched-db ]; then
+		# the database is the target's child (sh execs the service in its place): its tree, its group
+		local lp=$(port) dp=$(port)
+		tgt="{url: \"http://127.0.0.1:$lp/api/report\", run: [sh, -c, '$targets/downstream -listen 127.0.0.1:$dp & exec \"\$0\" \"\$@\"', $targets/hardened, -listen, \"127.0.0.1:$lp\", -downstream, \"http://127.0.0.1:$dp\"], stop_grace: 1s}"
 	fi
 	case $4 in
 	mid-revert) dur=1s ;;
@@ -108,7 +115,7 @@ host_view >"$before"
 for row in "${matrix[@]}"; do
 	IFS='|' read -r type params launched <<<"$row"
 	for c in $cases; do
-		label="$type${launched:+ (launched)} / $c"
+		label="$type${launched:+ ($launched)} / $c"
 		id=$type${launched:+-launched}${params//[^a-z]/}
 		id=${id:0:60}-$c
 		yaml=$tmp/$id.yaml

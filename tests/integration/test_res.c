@@ -289,6 +289,8 @@ static int setup(void **state)
 		if (!mem)
 			_exit(4);
 		memset(mem, 0x5a, TARGET_HOLDS);
+		/* the pages must really be written: without this the compiler drops the unread memset */
+		__asm__ volatile("" : : "r"(mem) : "memory");
 		if (write(ready[1], "r", 1) != 1)
 			_exit(5);
 		for (;;)
@@ -545,6 +547,158 @@ static void test_leak_oom_reported_honestly(void **state)
 	assert_int_equal(f->inj->revert(f, &e), 0);
 	assert_true(gone(leaker));
 	assert_true(mem_usage(w) <= (uint64_t)TARGET_HOLDS + (8u << 20));
+	f->inj->release(f);
+	fl_scenario_free(sc);
+}
+
+static int adj_of(pid_t pid)
+{
+	char p[64];
+	int v = -9999;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/%d/oom_score_adj", (int)pid);
+	if ((f = fopen(p, "re"))) {
+		if (fscanf(f, "%d", &v) != 1)
+			v = -9999;
+		fclose(f);
+	}
+	return v;
+}
+
+static void set_adj(pid_t pid, int v)
+{
+	char p[64], s[16];
+
+	snprintf(p, sizeof(p), "/proc/%d/oom_score_adj", (int)pid);
+	snprintf(s, sizeof(s), "%d", v);
+	assert_int_equal(write_file(p, s), 0);
+}
+
+/* A "restarted service": a fresh child of ours that joins the memory cgroup and waits there. */
+static pid_t newcomer(struct world *w, int adj)
+{
+	pid_t parent = getpid(), pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		char p[PATH_MAX + 32], v[16];
+
+		child_dies_with_parent(parent);
+		snprintf(p, sizeof(p), "%s/cgroup.procs", w->memcg);
+		snprintf(v, sizeof(v), "%d", (int)getpid());
+		if (write_file(p, v))
+			_exit(3);
+		for (;;)
+			pause();
+	}
+	add_helper(w, pid);
+	sleep_ms(50);
+	set_adj(pid, adj); /* as inherited from a raised parent */
+	return pid;
+}
+
+static void test_leak_owner_target(void **state)
+{
+	struct world *w = *state;
+	struct fl_scenario *sc;
+	struct fl_fault *f;
+	struct fl_observation o = {0};
+	struct fl_journal_info info;
+	struct fl_err e;
+	char data[FL_REC_DATA] = "";
+	double t0, t_kill = 0;
+	pid_t leaker, again;
+	int status = 0, adj0 = adj_of(w->target);
+
+	need_root();
+	if (!w->memcg[0])
+		skip();
+	set_mem_limit(w, 150u << 20);
+	sc = fault("  - {name: leak, type: memory.leak, duration: 10s, rate: 100MiB/s, limit: 300MiB, owner: target}\n");
+	f = &sc->faults[0];
+	f->target = &w->info;
+	if (f->inj->check(f, &e))
+		fail_msg("check: %s", e.msg);
+	t0 = fl_tl_now_s();
+	if (f->inj->apply(f, w->j, &e))
+		fail_msg("apply: %s", e.msg);
+	assert_int_equal(journaled(w, "leak", &leaker, NULL, 1), 1);
+	/* journaled with what it raised, then raised */
+	assert_int_equal(fl_journal_read(fl_journal_path(w->j), &info, &e), 0);
+	snprintf(data, sizeof(data), "%s", info.recs[info.nrecs - 1].data);
+	fl_journal_info_free(&info);
+	{
+		char want[64];
+
+		snprintf(want, sizeof(want), "adj=%d:", (int)w->target);
+		assert_non_null(strstr(data, "owner=target"));
+		assert_non_null(strstr(data, want));
+	}
+	assert_int_equal(adj_of(w->target), 1000);
+	assert_int_equal(adj_of(leaker), adj0);
+	/* the kernel kills the target (the leaker is the larger, but the target's score is 1000) */
+	while (fl_tl_now_s() - t0 < 8 && !gone(w->target))
+		sleep_ms(20);
+	t_kill = fl_tl_now_s() - t0;
+	if (waitpid(w->target, &status, WNOHANG) == w->target)
+		w->target_reaped = true;
+	if (!w->target_reaped || !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
+		observe(f, &o);
+		fail_msg("the target was not OOM-killed within %.1fs (target RssAnon %.1fMiB, leaker %s, "
+			 "victims '%s', oom_kills %.0f)", t_kill, (double)rss_anon(w->target) / MIB,
+			 gone(leaker) ? "dead" : "alive", obs_text(&o, "oom_victims"),
+			 fl_tl_obs_num(&o, "oom_kills", -1));
+	}
+	assert_false(gone(leaker));
+	/* the leak went with it: within 0.5 s the leaker holds (almost) nothing */
+	for (int i = 0; i < 50 && rss_anon(leaker) > (8u << 20); i++)
+		sleep_ms(10);
+	assert_true(rss_anon(leaker) <= 8u << 20);
+	observe(f, &o);
+	print_message("owner: target, 150MiB: target OOM-killed after %.2fs; victims '%s'; dropped %.0f; %s; "
+		      "leaker RssAnon %.1fMiB after\n", t_kill, obs_text(&o, "oom_victims"),
+		      fl_tl_obs_num(&o, "leak_dropped", -1), obs_text(&o, "not_restarted"),
+		      (double)rss_anon(leaker) / MIB);
+	assert_true(fl_tl_obs_num(&o, "oom_kills", 0) >= 1);
+	assert_non_null(strstr(obs_text(&o, "oom_victims"), "target"));
+	assert_null(strstr(obs_text(&o, "oom_victims"), "leaker"));
+	assert_true(fl_tl_obs_num(&o, "leak_dropped", 0) >= 1);
+	assert_true(obs_text(&o, "not_restarted")[0]);
+	/* nobody new yet: it stays dropped */
+	sleep_ms(300);
+	assert_true(rss_anon(leaker) <= 8u << 20);
+	/* a process born in the cgroup (the service restarted) leaks again */
+	again = newcomer(w, 1000);
+	for (int i = 0; i < 100 && rss_anon(leaker) < (20u << 20); i++)
+		sleep_ms(10);
+	assert_true(rss_anon(leaker) >= 20u << 20);
+	observe(f, &o);
+	print_message("a newcomer (pid %d): %s\n", (int)again, obs_text(&o, "restarted_after_s"));
+	assert_true(fl_tl_obs_num(&o, "restarted_after_s", -1) > 0);
+	/* revert: the leaker gone, the newcomer's inherited 1000 back to the target's old value */
+	assert_int_equal(f->inj->revert(f, &e), 0);
+	assert_true(gone(leaker));
+	assert_int_equal(adj_of(again), adj0);
+	/* and from the record alone: a journaled process still at 1000 gets its old value back */
+	set_adj(again, 1000);
+	{
+		struct fl_journal_rec rec = {.seq = 1};
+		uint64_t start = 0;
+
+		assert_int_equal(fl_proc_starttime(again, &start), 0);
+		assert_true(snprintf(rec.data, sizeof(rec.data), "pid=%d start=1 in=target limit=1 owner=target "
+				     "base=%d procs=%s/cgroup.procs adj=%d:%llu:%d", (int)leaker, adj0, w->memcg,
+				     (int)again, (unsigned long long)start, adj0) < (int)sizeof(rec.data));
+		assert_int_equal(fl_injector_find("memory.leak")->revert_record(&rec, &e), 0);
+		assert_int_equal(adj_of(again), adj0);
+		/* a recycled pid (another start time) is left alone */
+		set_adj(again, 1000);
+		snprintf(rec.data, sizeof(rec.data), "pid=%d start=1 owner=target base=%d procs= adj=%d:%llu:%d",
+			 (int)leaker, adj0, (int)again, (unsigned long long)start + 1, adj0);
+		assert_int_equal(fl_injector_find("memory.leak")->revert_record(&rec, &e), 0);
+		assert_int_equal(adj_of(again), 1000);
+	}
 	f->inj->release(f);
 	fl_scenario_free(sc);
 }
@@ -1079,6 +1233,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_leak_holds_then_frees, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leak_oom_reported_honestly, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_leak_owner_target, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_leak_checks, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_burn_accuracy, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_burn_inside_quota, setup, teardown),

@@ -325,6 +325,24 @@ static void test_target_exclusive_and_blast_radius(void **state)
 			"t.yaml:5:8: error: target.pid 1 is the whole host: refused", "allow_host_wide");
 	expect_error_in("  run: [./svc, -port, \"8080\"]\n", "  cgroup: /\n",
 			"t.yaml:5:11: error: target.cgroup '/' is the root cgroup", NULL);
+	/* a limit faultline sets on the cgroup it creates: a found target keeps its owner's */
+	expect_error_in("  run: [./svc, -port, \"8080\"]\n", "  pid: 1234\n  memory_limit: 64MiB\n",
+			"t.yaml:6:17: error: target.memory_limit without target.run", "keeps the limit its owner");
+	expect_error_in("  run: [./svc, -port, \"8080\"]\n", "  run: [./svc]\n  memory_limit: 1MiB\n",
+			"t.yaml:6:17: error: target.memory_limit", NULL);
+	expect_error_in("  run: [./svc, -port, \"8080\"]\n", "  run: [./svc]\n  memory_limit: lots\n",
+			"t.yaml:6:17: error: target.memory_limit", NULL);
+	{
+		char *y = replace(valid, "  run: [./svc, -port, \"8080\"]\n", "  run: [./svc]\n  memory_limit: 64MiB\n");
+		struct fl_diags d = {0};
+		struct fl_scenario *sc = fl_scenario_parse("t.yaml", y, strlen(y), NULL, 0, &d);
+
+		assert_non_null(sc);
+		assert_int_equal(sc->target.memory_limit, 64ULL << 20);
+		fl_scenario_free(sc);
+		fl_diags_free(&d);
+		free(y);
+	}
 	expect_error_in("http://127.0.0.1:8080/api", "https://example.com/api",
 			"t.yaml:4:8: error: target.url: url 'https://example.com/api' must start with http://",
 			NULL);
