@@ -34,7 +34,13 @@ static void say(FILE *out, const char *fmt, ...)
 	fflush(out);
 }
 
-/* A launched target: kill its group if it is still the process we started, then empty and remove its cgroups. */
+/*
+ * A launched target: kill its process group, then empty and remove its cgroups. The group is
+ * killed while its leader is still the process we started, and also when the leader is gone but
+ * the group is not (a child that outlived it: hardened's standby takes over when its primary
+ * dies): the kernel never hands out a pid that is still some group's id, so a group without its
+ * leader is still ours. Only a leader pid reused by another process stops us.
+ */
 static int stop_recorded_target(const struct fl_journal_rec *r, struct fl_err *err)
 {
 	int64_t pid = 0, pgid = 0;
@@ -45,7 +51,7 @@ static int stop_recorded_target(const struct fl_journal_rec *r, struct fl_err *e
 	    fl_rec_get_i64(r, "pgid", &pgid))
 		return fl_err_set(err, -EINVAL, "target record %llu lacks pid/start/pgid",
 				  (unsigned long long)r->seq);
-	if (pid > 1 && pgid > 1 && fl_proc_same((pid_t)pid, start))
+	if (pid > 1 && pgid > 1 && (fl_proc_same((pid_t)pid, start) || (kill((pid_t)pid, 0) < 0 && errno == ESRCH)))
 		kill(-(pid_t)pgid, SIGKILL);
 	for (int i = 0; i < 4; i++) {
 		snprintf(key, sizeof(key), "cg%d", i);

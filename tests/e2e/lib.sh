@@ -24,7 +24,7 @@ passed=0 failed=0
 cleanup() {
 	for p in "${pids[@]}"; do kill -CONT "$p" 2>/dev/null; kill -9 "$p" 2>/dev/null; wait "$p" 2>/dev/null; done
 	"$fl" recover --state-dir "$state" >/dev/null 2>&1
-	rm -rf "$tmp"
+	[ -n "${FL_KEEP:-}" ] || rm -rf "$tmp"
 }
 trap cleanup EXIT
 
@@ -36,7 +36,10 @@ port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); 
 # with unusual limits 3000:5000 so "restored" is exact: sets ext (pid), ext_port, ext_url.
 start_ext() {
 	ext_port=$(port)
-	"$targets/$1" -listen "127.0.0.1:$ext_port" -downstream-listen "127.0.0.1:$(port)" >"$tmp/ext-$1.log" 2>&1 &
+	# hardened's standby would take over when cleanup SIGKILLs it, and outlive the test
+	local extra=()
+	[ "$1" = hardened ] && extra=(-standby=false)
+	"$targets/$1" -listen "127.0.0.1:$ext_port" -downstream-listen "127.0.0.1:$(port)" "${extra[@]}" >"$tmp/ext-$1.log" 2>&1 &
 	ext=$!
 	pids+=("$ext")
 	ext_url="http://127.0.0.1:$ext_port/api/report"

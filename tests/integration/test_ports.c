@@ -925,7 +925,11 @@ static bool go_start(struct world *w, const char *kind, struct go_target *t, rli
 			dup2(null, 1);
 			dup2(null, 2);
 		}
-		execl(bin, kind, "-listen", listen, "-downstream-listen", down, (char *)NULL);
+		/* hardened's standby would outlive the SIGKILL go_stop sends (it takes over): not here */
+		if (!strcmp(kind, "hardened"))
+			execl(bin, kind, "-listen", listen, "-downstream-listen", down, "-standby=false", (char *)NULL);
+		else
+			execl(bin, kind, "-listen", listen, "-downstream-listen", down, (char *)NULL);
 		_exit(127);
 	}
 	for (int i = 0; i < 4; i++)

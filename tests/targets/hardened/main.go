@@ -8,7 +8,11 @@
 //     one probe request (incidents 6, 7, 12);
 //   - /healthz that reports the dependency: 503 when the breaker is open or the last probe failed (6);
 //   - a listener that caps connections (-max-conns) and survives EMFILE/ENFILE with a reserve fd,
-//     logging once a second instead of spinning (incidents 2, 3).
+//     logging once a second instead of spinning (incidents 2, 3);
+//   - a downstream named by host name is resolved once and cached, re-resolved in the background,
+//     and the last good answer kept when DNS fails or hangs (incident 8);
+//   - a standby process holding the listening sockets that takes over when this one is killed
+//     (OOM kill, crash), as a supervisor restarting a pod would (incident 5).
 //
 // Standard library only.
 package main
@@ -25,6 +29,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,6 +58,10 @@ var (
 	writeTimeout      = flag.Duration("write-timeout", 10*time.Second, "http.Server WriteTimeout")
 	idleTimeout       = flag.Duration("idle-timeout", 30*time.Second, "http.Server IdleTimeout")
 	shutdownTimeout   = flag.Duration("shutdown-timeout", 2*time.Second, "graceful shutdown budget on SIGTERM")
+	standby           = flag.Bool("standby", true, "keep a started standby process holding the listening sockets; when this process dies without a graceful stop (OOM kill, crash) it takes over at once and starts a standby of its own")
+	resolverAddr      = flag.String("resolver", "", "resolve the downstream's host name with Go's resolver against the DNS server at IP:PORT (resolv.conf still sets timeout and attempts)")
+	dnsListen         = flag.String("dns-listen", "", "run a DNS responder inside this process on this IP:PORT (UDP and TCP): every A query is answered 127.0.0.1")
+	dnsRefresh        = flag.Duration("dns-refresh", time.Second, "how often a cached downstream name is re-resolved in the background (each lookup bounded by it)")
 )
 
 // ---- counters ------------------------------------------------------------------------------------
@@ -68,19 +77,20 @@ var requests, okCount, errCount, shedCount, inflight atomic.Int64
 var connsOpen, connsShed atomic.Int64
 
 type statsDoc struct {
-	Requests  int64  `json:"requests"`
-	OK        int64  `json:"ok"`
-	Errors    int64  `json:"errors"`
-	Shed      int64  `json:"shed"`
-	Inflight  int64  `json:"inflight"`
-	Conns     int64  `json:"conns"`
-	ConnsShed int64  `json:"conns_shed"`
-	Breaker   string `json:"breaker"`
+	Requests  int64        `json:"requests"`
+	OK        int64        `json:"ok"`
+	Errors    int64        `json:"errors"`
+	Shed      int64        `json:"shed"`
+	Inflight  int64        `json:"inflight"`
+	Conns     int64        `json:"conns"`
+	ConnsShed int64        `json:"conns_shed"`
+	Breaker   string       `json:"breaker"`
+	DNS       *dnsStatsDoc `json:"dns,omitempty"` // with -dns-listen or -resolver
 }
 
 func statsJSON(b *breaker) []byte {
 	out, _ := json.Marshal(statsDoc{requests.Load(), okCount.Load(), errCount.Load(), shedCount.Load(),
-		inflight.Load(), connsOpen.Load(), connsShed.Load(), b.state()})
+		inflight.Load(), connsOpen.Load(), connsShed.Load(), b.state(), hardenedDNSStats()})
 	return out
 }
 
@@ -223,9 +233,9 @@ var starvedDials atomic.Int64
 // instead of failing at once. Meanwhile the Transport hands the waiting call the first pooled
 // connection another call gives back (its idle-connection wait queue is first come, first served),
 // so under fd or port exhaustion the calls share the connections already open, in order.
-func patientDial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+func patientDial(dial func(ctx context.Context, network, addr string) (net.Conn, error)) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
-		c, err := d.DialContext(ctx, network, addr)
+		c, err := dial(ctx, network, addr)
 		if err == nil || !localExhaustion(err) {
 			return c, err
 		}
@@ -242,7 +252,7 @@ func patientDial(d *net.Dialer) func(ctx context.Context, network, addr string) 
 			if pause < 8*time.Millisecond {
 				pause *= 2
 			}
-			if c, err = d.DialContext(ctx, network, addr); err == nil || !localExhaustion(err) {
+			if c, err = dial(ctx, network, addr); err == nil || !localExhaustion(err) {
 				return c, err
 			}
 		}
@@ -257,7 +267,7 @@ type downstreamClient struct {
 func newDownstreamClient(base string) *downstreamClient {
 	dialer := &net.Dialer{Timeout: *dialTimeout, KeepAlive: 15 * time.Second}
 	tr := &http.Transport{
-		DialContext:         patientDial(dialer),
+		DialContext:         patientDial(resolveCache.dial(dialer)),
 		MaxIdleConns:        *poolIdle,
 		MaxIdleConnsPerHost: *poolIdle,
 		MaxConnsPerHost:     *poolMax,
@@ -297,6 +307,59 @@ func (d *downstreamClient) get(ctx context.Context, url string) ([]byte, *callEr
 		return nil, &callErr{http.StatusServiceUnavailable, neutral, err}
 	default:
 		return nil, &callErr{http.StatusBadGateway, failure, err}
+	}
+}
+
+// ---- retries: idempotent calls only, within a budget -----------------------------------------------
+
+var (
+	attemptTimeout = flag.Duration("attempt-timeout", 100*time.Millisecond, "deadline of one attempt of a downstream query; a failed or timed-out attempt is retried once (GET /query is idempotent) if the call's deadline and the retry budget allow")
+	retryBudget    = flag.Float64("retry-budget", 0.2, "retries at most this share of downstream queries (each query earns it, a retry spends 1; 0: never retry), so a failing downstream is not hit with a retry storm")
+)
+
+var retryCount atomic.Int64
+
+// budget holds the retry tokens: every query adds *retryBudget (up to 10 banked), a retry takes one.
+var budget = struct {
+	sync.Mutex
+	tokens float64
+}{}
+
+func budgetEarn() {
+	budget.Lock()
+	if budget.tokens += *retryBudget; budget.tokens > 10 {
+		budget.tokens = 10
+	}
+	budget.Unlock()
+}
+
+func budgetSpend() bool {
+	budget.Lock()
+	defer budget.Unlock()
+	if budget.tokens < 1 {
+		return false
+	}
+	budget.tokens--
+	return true
+}
+
+// query calls the downstream's /query under ctx: a first attempt of at most -attempt-timeout, and
+// when it fails for the downstream's reasons (a lost packet, a reset, a timeout - not our own fd or
+// port shortage, not the caller leaving) one more attempt on another connection with what is left
+// of ctx, if the budget has a token. A lossy link then costs one attempt's timeout, not the call.
+func (d *downstreamClient) query(ctx context.Context) ([]byte, *callErr) {
+	budgetEarn()
+	for attempt := 0; ; attempt++ {
+		actx, cancel := ctx, context.CancelFunc(func() {})
+		if attempt == 0 {
+			actx, cancel = context.WithTimeout(ctx, *attemptTimeout)
+		}
+		body, e := d.get(actx, d.queryURL)
+		cancel()
+		if e == nil || attempt > 0 || e.outcome != failure || ctx.Err() != nil || !budgetSpend() {
+			return body, e
+		}
+		retryCount.Add(1)
 	}
 }
 
@@ -424,13 +487,229 @@ func startDownstream(addr string, delay time.Duration) string {
 		io.WriteString(w, `{"rows":[{"id":1,"total":42}]}`+"\n")
 	})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok\n") })
-	ln, err := net.Listen("tcp", addr)
+	ln, err := listenTCP("downstream", addr)
 	if err != nil {
 		log.Fatalf("downstream listen: %v", err)
 	}
 	go http.Serve(acceptRetry{ln}, mux)
 	log.Printf("in-process downstream on %s (service time %v)", ln.Addr(), delay)
 	return "http://" + ln.Addr().String()
+}
+
+// dnsCache keeps the last good resolution of each downstream host name (incident 8): a dial uses it
+// at once, a goroutine re-resolves the name every -dns-refresh (each lookup bounded by that
+// interval), and a failed refresh keeps the last good answer, so a DNS server that hangs or fails
+// costs no request anything. Only the first lookup of a name waits, within the dial timeout.
+type dnsCache struct {
+	r      *net.Resolver
+	mu     sync.Mutex
+	addrs  map[string][]string
+	failed atomic.Int64 // refreshes that failed (the last good answer was kept)
+	errs   rateLog
+}
+
+var resolveCache = &dnsCache{r: net.DefaultResolver, addrs: map[string][]string{}}
+
+func (c *dnsCache) lookup(ctx context.Context, host string) ([]string, error) {
+	c.mu.Lock()
+	a, ok := c.addrs[host]
+	c.mu.Unlock()
+	if ok {
+		return a, nil
+	}
+	a, err := c.r.LookupHost(ctx, host)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if _, had := c.addrs[host]; !had {
+		c.addrs[host] = a
+		go c.refresh(host)
+	}
+	c.mu.Unlock()
+	return a, nil
+}
+
+func (c *dnsCache) refresh(host string) {
+	for range time.Tick(*dnsRefresh) {
+		ctx, cancel := context.WithTimeout(context.Background(), *dnsRefresh)
+		a, err := c.r.LookupHost(ctx, host)
+		cancel()
+		c.mu.Lock()
+		if err == nil && len(a) > 0 {
+			c.addrs[host] = a
+		} else {
+			c.failed.Add(1)
+			c.errs.printf("dns: re-resolving %s failed (%v): keeping the last good answer %v", host, err, c.addrs[host])
+		}
+		c.mu.Unlock()
+	}
+}
+
+// dial resolves a host name through the cache (an IP is dialed as it is), then dials the addresses
+// in turn with d.
+func (c *dnsCache) dial(d *net.Dialer) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		host, port, err := net.SplitHostPort(addr)
+		if err != nil || net.ParseIP(host) != nil {
+			return d.DialContext(ctx, network, addr)
+		}
+		lctx, cancel := context.WithTimeout(ctx, d.Timeout)
+		ips, err := c.lookup(lctx, host)
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, ip := range ips {
+			var conn net.Conn
+			if conn, err = d.DialContext(ctx, network, net.JoinHostPort(ip, port)); err == nil {
+				return conn, nil
+			}
+		}
+		return nil, err
+	}
+}
+
+// hardenedDNSStats: dnsStats plus the refreshes that failed.
+func hardenedDNSStats() *dnsStatsDoc {
+	d := dnsStats()
+	if d != nil {
+		n := resolveCache.failed.Load()
+		d.RefreshFailed = &n
+	}
+	return d
+}
+
+// ---- standby ---------------------------------------------------------------------------------------
+
+// A restart that recovers within the SLO (incident 5): what systemd's Restart=always with socket
+// activation, or a kubelet restarting an OOM-killed container, gives a service. The standby is this
+// binary started again with the same flags, with dups of the listening sockets and the read end of
+// a pipe. It waits, serving nothing. When the primary stops gracefully it writes 'q' and the
+// standby exits; when the primary dies any other way (SIGKILL from the OOM killer, a crash) the pipe
+// just closes: the standby becomes the primary on the same sockets (connections queued meanwhile are
+// kept, none refused) and starts a standby of its own. An idle standby is a few MiB, the primary
+// under load more, so the kernel's OOM killer, choosing by size among equal oom_score_adj, takes the
+// primary: the process whose heap grows, as in the incident.
+
+const standbyEnv = "HARDENED_STANDBY" // in a standby: "PRIMARY-PID;ROLE,ROLE": listeners from fd 3, then the pipe
+
+var (
+	inherited   = map[string]net.Listener{} // a standby's sockets, by role, until its takeover uses them
+	ownRoles    []string                    // the listeners this process serves, for its standby
+	ownSockets  []*net.TCPListener
+	standbyPipe *os.File // write end: closed by our death, 'q' on a graceful stop
+)
+
+// listenTCP binds addr, or, in a standby that took over, hands back the socket it inherited.
+func listenTCP(role, addr string) (net.Listener, error) {
+	ln, ok := inherited[role]
+	if !ok {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, err
+		}
+	}
+	if t, ok := ln.(*net.TCPListener); ok {
+		ownRoles = append(ownRoles, role)
+		ownSockets = append(ownSockets, t)
+	}
+	return ln, nil
+}
+
+// standbyWait: in a standby, take the inherited sockets and wait for the primary's end; return
+// only to take over. In any other process: nothing.
+func standbyWait() {
+	spec := os.Getenv(standbyEnv)
+	if spec == "" {
+		return
+	}
+	os.Unsetenv(standbyEnv)
+	primary, list, _ := strings.Cut(spec, ";")
+	roles := strings.Split(list, ",")
+	for i, role := range roles {
+		f := os.NewFile(uintptr(3+i), role)
+		ln, err := net.FileListener(f)
+		if err != nil {
+			log.Fatalf("standby: the %s socket (fd %d): %v", role, 3+i, err)
+		}
+		f.Close()
+		inherited[role] = ln
+	}
+	ctl := os.NewFile(uintptr(3+len(roles)), "standby-pipe")
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
+	end := make(chan bool, 1)
+	go func() {
+		b := make([]byte, 1)
+		n, _ := ctl.Read(b)
+		end <- n == 1 && b[0] == 'q'
+	}()
+	select {
+	case <-sig:
+		os.Exit(0)
+	case graceful := <-end:
+		if graceful {
+			os.Exit(0)
+		}
+	}
+	signal.Stop(sig)
+	ctl.Close()
+	log.Printf("standby: the primary (pid %s) died without a graceful stop: taking over %s", primary, list)
+}
+
+// startStandby starts this process's standby; without one the service still runs. The sockets
+// are passed as raw fds through syscall.ForkExec: os/exec's ExtraFiles would call File.Fd(), which
+// makes each socket blocking, and O_NONBLOCK belongs to the socket, shared with our own listener.
+func startStandby() {
+	exe, err := os.Executable()
+	if err != nil {
+		log.Printf("standby: %v (running without one)", err)
+		return
+	}
+	var p [2]int
+	if err := syscall.Pipe2(p[:], syscall.O_CLOEXEC); err != nil {
+		log.Printf("standby: pipe: %v (running without one)", err)
+		return
+	}
+	files := []uintptr{0, 1, 2}
+	for _, t := range ownSockets {
+		rc, err := t.SyscallConn()
+		if err == nil {
+			err = rc.Control(func(fd uintptr) { files = append(files, fd) })
+		}
+		if err != nil {
+			log.Printf("standby: %v (running without one)", err)
+			syscall.Close(p[0])
+			syscall.Close(p[1])
+			return
+		}
+	}
+	files = append(files, uintptr(p[0]))
+	env := append(os.Environ(), fmt.Sprintf("%s=%d;%s", standbyEnv, os.Getpid(), strings.Join(ownRoles, ",")))
+	pid, err := syscall.ForkExec(exe, os.Args, &syscall.ProcAttr{Env: env, Files: files})
+	syscall.Close(p[0])
+	if err != nil {
+		log.Printf("standby: %v (running without one)", err)
+		syscall.Close(p[1])
+		return
+	}
+	standbyPipe = os.NewFile(uintptr(p[1]), "standby-pipe")
+	go func() { // reap it when it goes
+		var ws syscall.WaitStatus
+		for {
+			if _, err := syscall.Wait4(pid, &ws, 0, nil); err != syscall.EINTR {
+				return
+			}
+		}
+	}()
+	log.Printf("standby pid %d holds %s", pid, strings.Join(ownRoles, ", "))
+}
+
+func standbyStop() {
+	if standbyPipe != nil {
+		standbyPipe.Write([]byte{'q'})
+	}
 }
 
 // ---- main ----------------------------------------------------------------------------------------
@@ -447,8 +726,10 @@ func main() {
 		bad = "-new-conn-per-call is the incident, not the fix: use naive"
 	case *maxInflight < 1 || *maxConns < 1 || *poolIdle < 1 || *poolMax < 1 || *poolWarm < 0 || *breakerFailures < 1:
 		bad = "-max-inflight, -max-conns, -pool, -max-downstream-conns, -breaker-failures must be >= 1, -warm >= 0"
-	case *downstreamTimeout <= 0 || *dialTimeout <= 0 || *healthInterval <= 0:
-		bad = "-downstream-timeout, -dial-timeout, -health-interval must be > 0"
+	case *downstreamTimeout <= 0 || *dialTimeout <= 0 || *healthInterval <= 0 || *dnsRefresh <= 0:
+		bad = "-downstream-timeout, -dial-timeout, -health-interval, -dns-refresh must be > 0"
+	case !ipPortOK(*resolverAddr) || !ipPortOK(*dnsListen):
+		bad = "-resolver and -dns-listen are IP:PORT"
 	}
 	if bad != "" {
 		fmt.Fprintf(os.Stderr, "hardened: %s\n", bad)
@@ -456,17 +737,27 @@ func main() {
 		os.Exit(2)
 	}
 	log.SetFlags(log.Ldate | log.Lmicroseconds)
+	standbyWait() // returns at once unless this process is a standby, and then only to take over
 	// The reserve fd is taken first, so it has one of the lowest numbers: RLIMIT_NOFILE bounds fd
 	// numbers, not counts, and only a number under a lowered limit is of use to accept(2).
 	reserve := openReserve()
 
+	if *dnsListen != "" {
+		startDNS(*dnsListen)
+	}
+	if *resolverAddr != "" {
+		resolveCache.r = newResolver(*resolverAddr)
+	}
 	base := *downstream
-	if base == "" {
+	if base == "" || *downstreamListen != "" {
 		addr := *downstreamListen
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		base = startDownstream(addr, *downstreamDelay)
+		local := startDownstream(addr, *downstreamDelay)
+		if base == "" {
+			base = local
+		}
 	}
 	ds := newDownstreamClient(base)
 	br := &breaker{threshold: *breakerFailures, cooldown: *breakerCooldown}
@@ -530,7 +821,7 @@ func main() {
 		}
 		ctx, cancel := context.WithTimeout(r.Context(), *downstreamTimeout)
 		defer cancel()
-		body, e := ds.get(ctx, ds.queryURL)
+		body, e := ds.query(ctx)
 		if e != nil {
 			br.record(e.outcome)
 			errCount.Add(1)
@@ -559,7 +850,7 @@ func main() {
 		w.Write(append(statsJSON(br), '\n'))
 	})
 
-	inner, err := net.Listen("tcp", *listen)
+	inner, err := listenTCP("service", *listen)
 	if err != nil {
 		log.Fatalf("listen: %v", err)
 	}
@@ -573,12 +864,16 @@ func main() {
 	}
 	log.Printf("listening on %s (downstream %s, deadline %v, max in-flight %d, max conns %d)",
 		inner.Addr(), base, *downstreamTimeout, *maxInflight, *maxConns)
+	if *standby {
+		startStandby()
+	}
 
 	done := make(chan struct{})
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	go func() {
 		<-sig
+		standbyStop() // a graceful stop is not a death: the standby leaves too
 		ctx, cancel := context.WithTimeout(context.Background(), *shutdownTimeout)
 		defer cancel()
 		if err := srv.Shutdown(ctx); err != nil {

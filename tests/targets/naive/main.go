@@ -9,7 +9,9 @@
 //   - concurrency is unbounded; nothing is shed;
 //   - /healthz is 200 whatever the database does;
 //   - on fd exhaustion net/http's own accept loop logs "http: Accept error: ... accept4: too many open
-//     files; retrying in ..." and retries, as in production.
+//     files; retrying in ..." and retries, as in production;
+//   - a downstream named by host name is resolved again for every new connection, and the dial has no
+//     timeout: a DNS server that stops answering holds each request for the resolver's whole timeout.
 //
 // Standard library only.
 package main
@@ -38,21 +40,24 @@ var (
 	downstreamDelay  = flag.Duration("downstream-delay", 2*time.Millisecond, "service time of the in-process downstream")
 	newConnPerCall   = flag.Bool("new-conn-per-call", true, "open a new downstream connection for every call (false: http.DefaultClient)")
 	failRatio        = flag.Float64("fail-ratio", 0, "answer 500 to this fraction of /api/report, deterministically (0.1: requests 10, 20, 30, ...)")
+	resolverAddr     = flag.String("resolver", "", "resolve the downstream's host name with Go's resolver against the DNS server at IP:PORT (resolv.conf still sets timeout and attempts)")
+	dnsListen        = flag.String("dns-listen", "", "run a DNS responder inside this process on this IP:PORT (UDP and TCP): every A query is answered 127.0.0.1")
 )
 
 // The server's own account of what it did, read back by tests through GET /stats.
 var requests, okCount, errCount, shedCount, inflight atomic.Int64
 
 type statsDoc struct {
-	Requests int64 `json:"requests"`
-	OK       int64 `json:"ok"`
-	Errors   int64 `json:"errors"`
-	Shed     int64 `json:"shed"`
-	Inflight int64 `json:"inflight"`
+	Requests int64        `json:"requests"`
+	OK       int64        `json:"ok"`
+	Errors   int64        `json:"errors"`
+	Shed     int64        `json:"shed"`
+	Inflight int64        `json:"inflight"`
+	DNS      *dnsStatsDoc `json:"dns,omitempty"` // with -dns-listen or -resolver
 }
 
 func statsJSON() []byte {
-	b, _ := json.Marshal(statsDoc{requests.Load(), okCount.Load(), errCount.Load(), shedCount.Load(), inflight.Load()})
+	b, _ := json.Marshal(statsDoc{requests.Load(), okCount.Load(), errCount.Load(), shedCount.Load(), inflight.Load(), dnsStats()})
 	return b
 }
 
@@ -123,25 +128,40 @@ func startDownstream(addr string, delay time.Duration) string {
 
 func main() {
 	flag.Parse()
-	if flag.NArg() > 0 || *failRatio < 0 || *failRatio > 1 {
-		fmt.Fprintln(os.Stderr, "naive: bad arguments (-fail-ratio must be in [0,1], no positional arguments)")
+	if flag.NArg() > 0 || *failRatio < 0 || *failRatio > 1 || !ipPortOK(*resolverAddr) || !ipPortOK(*dnsListen) {
+		fmt.Fprintln(os.Stderr, "naive: bad arguments (-fail-ratio must be in [0,1], -resolver and -dns-listen are IP:PORT, no positional arguments)")
 		flag.Usage()
 		os.Exit(2)
 	}
 	log.SetFlags(log.Ldate | log.Lmicroseconds)
 
+	if *dnsListen != "" {
+		startDNS(*dnsListen)
+	}
 	base := *downstream
-	if base == "" {
+	if base == "" || *downstreamListen != "" {
 		addr := *downstreamListen
 		if addr == "" {
 			addr = "127.0.0.1:0"
 		}
-		base = startDownstream(addr, *downstreamDelay)
+		local := startDownstream(addr, *downstreamDelay)
+		if base == "" {
+			base = local
+		}
 	}
 	queryURL := base + "/query"
 	fails := failer{int64(*failRatio*1e6 + 0.5)}
 
 	client := http.DefaultClient // no Timeout; two idle connections per host, the default
+	var dialer *net.Dialer       // nil: net/http's own
+	if *resolverAddr != "" {
+		res := newResolver(*resolverAddr)
+		dialer = &net.Dialer{Resolver: res} // no Timeout: a lookup or connect may take as long as it takes
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		// what http.DefaultTransport dials with, through our resolver
+		t.DialContext = (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second, Resolver: res}).DialContext
+		client = &http.Client{Transport: t}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("/api/report", func(w http.ResponseWriter, r *http.Request) {
 		n := requests.Add(1)
@@ -155,7 +175,11 @@ func main() {
 		c := client
 		if *newConnPerCall {
 			// "a client per call": the shape of the pool-less Redis client of incident 4
-			c = &http.Client{Transport: &http.Transport{DisableKeepAlives: true}}
+			tr := &http.Transport{DisableKeepAlives: true}
+			if dialer != nil {
+				tr.DialContext = dialer.DialContext // a lookup for every call
+			}
+			c = &http.Client{Transport: tr}
 		}
 		resp, err := c.Get(queryURL) // no timeout, no deadline
 		if err != nil {
