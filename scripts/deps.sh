@@ -8,7 +8,9 @@ packages=(
 	libnl-3-dev libnl-route-3-dev libbpf-dev libyaml-dev libjson-c-dev libelf-dev zlib1g-dev
 	bpftool
 	# tests
-	libcmocka-dev iproute2 iptables procps python3 strace curl
+	libcmocka-dev iproute2 iptables procps python3 python3-yaml strace curl
+	# the install test: systemd-analyze verify of the units, groff lint and man -w of the man page
+	systemd groff-base man-db
 	# the QEMU harness (tests/vm): Debian's stock kernel for netem and BPF LSM, which this host lacks
 	qemu-system-x86 busybox-static cpio kmod iputils-ping
 	# demo targets (Go standard library only) and the load-generator benchmark peers
