@@ -587,9 +587,9 @@ static void occupy_main(const struct hold_job *job, int rep_fd)
 	_exit(1);
 }
 
-/* How often a holder looks at the ports it missed, and the longest it waits to retry one (in ticks). */
+/* How often a holder retries the ports it missed, and how many at most each time. */
 #define RETRY_TICK_MS 10
-#define RETRY_MAX_TICKS 100
+#define RETRY_PER_TICK 64
 
 /* ports.exhaust's holder: take its share of the plan, report, then retake what frees up. */
 static void exhaust_main(const struct hold_job *job, int rep_fd)
@@ -653,44 +653,31 @@ static void exhaust_main(const struct hold_job *job, int rep_fd)
 	/*
 	 * A listener that goes away or a connection that ends frees a port: take it too, before the
 	 * target's next connect() gets it (as leaked connections would: a service that reuses its last
-	 * free ports should not look healthier than one with none). Only the ports missed at apply are
-	 * retried, each until taken: first after 10 ms (a call's connection ends within milliseconds),
-	 * then backing off to once a second (a port in TIME_WAIT stays taken for a minute, and there
-	 * may be thousands), so the retries never compete with the target for the CPU.
+	 * free ports should not look healthier than one with none; a backoff lets it). Only the ports
+	 * missed at apply are retried, each until taken, every 10 ms, at most RETRY_PER_TICK of them a
+	 * tick in turn: a few dozen in use at apply are all retried each tick, thousands in TIME_WAIT
+	 * (taken for a minute) cost no more than that many attempts a tick.
 	 */
-	uint16_t *gap = calloc((size_t)nmissed + 1, sizeof(*gap)), *wait = calloc((size_t)nmissed + 1, sizeof(*wait));
-
-	if (!gap || !wait) {
-		free(gap);
-		free(wait);
-		gap = wait = NULL;
-	}
-	for (int i = 0; gap && i < nmissed; i++)
-		gap[i] = wait[i] = 1;
-	for (;;) {
-		int left = 0;
+	for (int at = 0;;) {
+		int left = 0, end, next = 0;
 
 		usleep(RETRY_TICK_MS * 1000);
+		if (at >= nmissed)
+			at = 0;
+		end = at + RETRY_PER_TICK < nmissed ? at + RETRY_PER_TICK : nmissed;
 		for (int i = 0; i < nmissed; i++) {
 			int rc = -EAGAIN;
 
-			/* without the backoff tables (no memory), every port every tick, as before */
-			if (gap && --wait[i] > 0) {
-				missed[left] = missed[i], gap[left] = gap[i], wait[left++] = wait[i];
-				continue;
-			}
-			rc = job->kind == HOLD_BIND ? hold_bind(job->family, missed[i], &fd)
-						    : hold_repair(job, rep.picked ? 0 : missed[i], &fd);
-			if (rc >= 0)
-				continue;
-			missed[left] = missed[i];
-			if (gap) {
-				gap[left] = gap[i] * 2 > RETRY_MAX_TICKS ? RETRY_MAX_TICKS : gap[i] * 2;
-				wait[left] = gap[left];
-			}
-			left++;
+			if (i >= at && i < end)
+				rc = job->kind == HOLD_BIND ? hold_bind(job->family, missed[i], &fd)
+							    : hold_repair(job, rep.picked ? 0 : missed[i], &fd);
+			if (rc < 0)
+				missed[left++] = missed[i];
+			if (i == end - 1)
+				next = left; /* the next tick starts after the last one tried */
 		}
 		nmissed = left;
+		at = next;
 	}
 }
 
@@ -1349,7 +1336,7 @@ static int exhaust_observe(struct fl_fault *f, struct fl_observation *o)
 	fl_obs_num(o, "holders_held", hheld, "%d by %d holders at apply (%d bound on " FALLBACK_V4 ": in use)",
 		   hheld, st->hs.n, fallback);
 	if (unavail)
-		fl_obs_num(o, "unavailable", unavail, "%d (listening, or in use toward dst: retried from 10 ms, backing off to 1 s, until taken)",
+		fl_obs_num(o, "unavailable", unavail, "%d (listening, or in use toward dst: retried every 10 ms, 64 at a time, until taken)",
 			   unavail);
 	if (st->has_dst) {
 		ss_format(&st->dst, dst, sizeof(dst));
