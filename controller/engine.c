@@ -209,7 +209,7 @@ static void progress(struct engine *e, int64_t now)
 	const struct fl_hist *h = fl_slo_phase_hist(e->run->slo,
 						    now < e->baseline_end ? FL_PHASE_BASELINE :
 						    all_faults_done(e) ? FL_PHASE_RECOVERY : FL_PHASE_FAULTS);
-	char active[256] = "";
+	char active[256] = "", p99[32] = "- (nothing answered yet)";
 	size_t off = 0;
 	char line[512];
 
@@ -223,9 +223,12 @@ static void progress(struct engine *e, int64_t now)
 		if (w > 0 && (size_t)w < sizeof(active) - off)
 			off += (size_t)w;
 	}
-	snprintf(line, sizeof(line), "%-8s %6.1f/%.1fs  window %5.1f%% good (%llu req)  p99 %.1f ms  active: %s",
-		 phase, rel_s(e, now), rel_s(e, e->end), ratio * 100, (unsigned long long)valid,
-		 fl_hist_count(h) ? (double)fl_hist_percentile(h, 99.0) / 1e6 : 0.0, off ? active : "-");
+	/* the phase's p99 so far, of the answers: none yet (a stall) is not 0 ms */
+	if (fl_hist_count(h))
+		snprintf(p99, sizeof(p99), "%.1f ms", (double)fl_hist_percentile(h, 99.0) / 1e6);
+	snprintf(line, sizeof(line), "%-8s %6.1f/%.1fs  window %5.1f%% good (%llu req)  p99 %s  active: %s",
+		 phase, rel_s(e, now), rel_s(e, e->end), ratio * 100, (unsigned long long)valid, p99,
+		 off ? active : "-");
 	if (e->tty) {
 		dprintf(e->opts->progress_fd, "\r\033[K%s", line);
 	} else if (now - e->last_plain >= 5 * FL_NS_PER_S) {
