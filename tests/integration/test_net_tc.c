@@ -662,7 +662,8 @@ static void test_netem_jitter(void **state)
 		var += (v[i] - mean) * (v[i] - mean) / 59;
 	print_message("netem 50ms jitter 10ms: added mean %.2f ms, sd %.2f (uniform: 5.77), range %.1f..%.1f\n",
 		      mean, sqrt(var), lo, hi);
-	assert_true(mean > 47 && mean < 53);
+	/* the same timer slop as the plain delay's under TCG (+2.9 to +3.5 ms in CI runs) */
+	assert_true(mean > 47 && mean < 56);
 	assert_true(sqrt(var) > 3.5 && sqrt(var) < 8);
 	/*
 	 * uniform in 40..60: with the TCG VM's own timing noise (its handshakes run ~1.5 ms long,
