@@ -9,7 +9,8 @@
 # tests/library/NAME.sh may define:
 #   sets=(--set KEY=VALUE ...)   overrides for both runs (shorter phases; never the SLO)
 #   setup / teardown             what the drill needs around it (a namespace, a DNS server)
-#   check TARGET                 extra assertions on $tmp/TARGET.json and $tmp/TARGET.d; print "ok ..." or why not
+#   check TARGET                 (required) assertions on $tmp/TARGET.json and $tmp/TARGET.d: the fault's
+#                                observed effect against its configuration; print "ok ..." or why not
 set -uo pipefail
 
 lib_name=${1:?usage: test_library.sh SCENARIO-NAME}
@@ -21,7 +22,8 @@ spec=$src/tests/library/$lib_name.sh
 sets=()
 setup() { :; }
 teardown() { :; }
-check() { echo "ok"; }
+# every scenario must say how its fault's observed effect is checked: no default that passes
+check() { echo "tests/library/$lib_name.sh defines no check: what did the fault do?"; }
 if [ ! -f "$spec" ]; then
 	bad "$lib_name: no tests/library/$lib_name.sh: every scenario in the library needs its two-way test"
 	finish
