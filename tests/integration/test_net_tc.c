@@ -588,7 +588,7 @@ static void test_netem_delay_accuracy(void **state)
 	 * emulation (where this runs: this host has no netem) reached +3.5 ms in one CI run */
 	assert_true(delayed - base > 47 && delayed - base < 56);
 	assert_true(untouched - base_free < 3);
-	assert_true(added > 47 && added < 53);
+	assert_true(added > 47 && added < 56); /* its probe pays the same slop */
 	assert_int_equal(f->inj->revert(f, &e), 0);
 	after = handshake_ms(w, w->port_shaped);
 	assert_true(after - base < 3);
