@@ -3,6 +3,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include "journal.h"
 #include "procfs.h"
 
 bool fl_proc_protected(pid_t pid, pid_t target)
@@ -218,4 +220,56 @@ int fl_proc_signal(pid_t pid, uint64_t start, pid_t to, int sig)
 	if (pfd >= 0)
 		close(pfd);
 	return rc;
+}
+
+bool fl_proc_gone(pid_t pid, uint64_t start)
+{
+	char s = 0;
+
+	return !fl_proc_same(pid, start) || (fl_proc_state(pid, &s) == 0 && (s == 'Z' || s == 'X'));
+}
+
+int fl_proc_kill_wait(pid_t pid, uint64_t start, int timeout_ms, const char *what, struct fl_err *err)
+{
+	int pfd, rc;
+
+	if (pid <= 0)
+		return 0;
+	rc = fl_proc_hold(pid, start, &pfd);
+	if (rc == -ESRCH)
+		return 0;
+	if (rc)
+		return fl_err_set(err, rc, "pidfd_open(%d): %s", (int)pid, strerror(-rc));
+	rc = fl_proc_send(pfd, pid, start, pid, SIGKILL);
+	if (rc && rc != -ESRCH) {
+		fl_err_set(err, rc, "SIGKILL to %s (pid %d): %s", what, (int)pid, strerror(-rc));
+	} else if (pfd >= 0) {
+		/* a pidfd is readable once its process has exited (a zombie included) */
+		struct pollfd pf = {.fd = pfd, .events = POLLIN};
+
+		rc = poll(&pf, 1, timeout_ms) > 0 ? 0 : -ETIMEDOUT;
+	} else {
+		/* no pidfds (before 5.3): watch /proc */
+		rc = -ETIMEDOUT;
+		for (int ms = 0; ms <= timeout_ms && rc; ms += 2)
+			if (fl_proc_gone(pid, start))
+				rc = 0;
+			else
+				usleep(2000);
+	}
+	if (rc == -ETIMEDOUT)
+		fl_err_set(err, rc, "%s (pid %d) did not exit within %d ms of SIGKILL", what, (int)pid, timeout_ms);
+	if (pfd >= 0)
+		close(pfd);
+	return rc == -ESRCH ? 0 : rc;
+}
+
+int fl_proc_kill_record(const struct fl_journal_rec *r, const char *what, struct fl_err *err)
+{
+	int64_t pid;
+	uint64_t start;
+
+	if (fl_rec_get_i64(r, "pid", &pid) || fl_rec_get_u64(r, "start", &start) || pid <= 0)
+		return fl_err_set(err, -EINVAL, "journal record %llu lacks pid/start", (unsigned long long)r->seq);
+	return fl_proc_kill_wait((pid_t)pid, start, 5000, what, err);
 }

@@ -51,5 +51,17 @@ int fl_proc_hold(pid_t pid, uint64_t start, int *pfd);
 int fl_proc_send(int pfd, pid_t pid, uint64_t start, pid_t to, int sig);
 /* fl_proc_hold, fl_proc_send, close: one signal to pid (or its group) only if it still is that process. */
 int fl_proc_signal(pid_t pid, uint64_t start, pid_t to, int sig);
+/* pid is no longer the process that started at `start`, or is a zombie: it holds nothing any more. */
+bool fl_proc_gone(pid_t pid, uint64_t start);
+/*
+ * A helper from a journal record (leaker, burner, port holder, swarm child): SIGKILL pid only while
+ * it still is that process, then wait up to timeout_ms until it has exited, so its memory, fds and
+ * sockets are released. 0 (also when it was gone already), -ETIMEDOUT or -errno; `what` names it
+ * in the message ("the leaker").
+ */
+int fl_proc_kill_wait(pid_t pid, uint64_t start, int timeout_ms, const char *what, struct fl_err *err);
+/* fl_proc_kill_wait (5 s) of the helper a journal record names by pid= and start=: a revert_record. */
+struct fl_journal_rec;
+int fl_proc_kill_record(const struct fl_journal_rec *r, const char *what, struct fl_err *err);
 
 #endif

@@ -19,6 +19,7 @@
 #include "journal.h"
 #include "net.h"
 #include "procfs.h"
+#include "proctree.h"
 
 /*
  * The duty-cycle period: short against the scheduler's 100 ms quota period and against a
@@ -556,45 +557,9 @@ static int burn_revert(struct fl_fault *f, struct fl_err *err)
 	return 0;
 }
 
-/* SIGKILL pid only while it still is the process journaled (a recycled pid is someone else), then wait for its exit. */
-static int kill_recorded(pid_t pid, uint64_t start, struct fl_err *err)
-{
-	struct pollfd pf;
-	int pfd, rc = 0;
-
-	if (pid <= 0 || !fl_proc_same(pid, start))
-		return 0;
-	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pfd < 0) {
-		if (errno == ESRCH)
-			return 0;
-		if (errno != ENOSYS)
-			return fl_err_set(err, -errno, "pidfd_open(%d): %s", (int)pid, strerror(errno));
-		/* no pidfds (before 5.3): by pid, its identity checked right before */
-		if (fl_proc_same(pid, start) && kill(pid, SIGKILL) < 0 && errno != ESRCH)
-			return fl_err_set(err, -errno, "kill(%d, SIGKILL): %s", (int)pid, strerror(errno));
-		return 0;
-	}
-	/* checked once more through the pidfd: from here on the pid cannot be recycled under us */
-	if (fl_proc_same(pid, start)) {
-		if (syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
-			rc = fl_err_set(err, -errno, "pidfd_send_signal(%d, SIGKILL): %s", (int)pid, strerror(errno));
-		pf = (struct pollfd){.fd = pfd, .events = POLLIN};
-		if (!rc && poll(&pf, 1, 5000) <= 0)
-			rc = fl_err_set(err, -ETIMEDOUT, "burner pid %d did not exit within 5 s of SIGKILL", (int)pid);
-	}
-	close(pfd);
-	return rc;
-}
-
 static int burn_revert_record(const struct fl_journal_rec *r, struct fl_err *err)
 {
-	int64_t pid;
-	uint64_t start;
-
-	if (fl_rec_get_i64(r, "pid", &pid) || fl_rec_get_u64(r, "start", &start))
-		return fl_err_set(err, -EINVAL, "journal record %llu lacks pid/start", (unsigned long long)r->seq);
-	return kill_recorded((pid_t)pid, start, err);
+	return fl_proc_kill_record(r, "burner", err);
 }
 
 const struct fl_injector fl_inj_cpu_burn = {

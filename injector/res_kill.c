@@ -87,13 +87,6 @@ static bool is_stop_signal(int sig)
 	return sig == SIGSTOP || sig == SIGTSTP || sig == SIGTTIN || sig == SIGTTOU;
 }
 
-static bool proc_gone(pid_t pid, uint64_t start)
-{
-	char s = 0;
-
-	return !fl_proc_same(pid, start) || (fl_proc_state(pid, &s) == 0 && (s == 'Z' || s == 'X'));
-}
-
 /* ---- sending ---------------------------------------------------------------------------------- */
 
 /* Journal, then signal one process (through a pidfd, so a recycled pid is never hit). */
@@ -154,7 +147,7 @@ static int kill_round(struct kill_state *st, int64_t now, struct fl_err *err)
 		n = fl_proc_tree_find(&st->tree, st->name, v, MAX_ROUND);
 		if (n < 0)
 			return fl_err_set(err, n, "scanning /proc: %s", strerror(-n));
-	} else if (!proc_gone(st->main, st->main_start) && !fl_proc_protected(st->main, st->tree.root)) {
+	} else if (!fl_proc_gone(st->main, st->main_start) && !fl_proc_protected(st->main, st->tree.root)) {
 		v[n++] = st->main;
 	}
 	for (int i = 0; i < n; i++) {
@@ -213,7 +206,7 @@ static void find_restarts(struct kill_state *st)
 	for (int i = 0; i < n; i++) {
 		struct kill_rec *r = &st->rec[i];
 
-		if (!r->died_ns && proc_gone(r->pid, r->start))
+		if (!r->died_ns && fl_proc_gone(r->pid, r->start))
 			r->died_ns = clock_ns(CLOCK_MONOTONIC);
 		waiting += r->died_ns && !r->restarted;
 	}
@@ -226,7 +219,7 @@ static void find_restarts(struct kill_state *st)
 		pid_t ppid = 0;
 
 		if (*end || x <= 1 || taken(st, (pid_t)x) || fl_proc_comm((pid_t)x, comm, sizeof(comm)) ||
-		    fl_proc_starttime((pid_t)x, &start) || proc_gone((pid_t)x, start))
+		    fl_proc_starttime((pid_t)x, &start) || fl_proc_gone((pid_t)x, start))
 			continue;
 		/* most processes have no victim's name: skip them before the costlier checks */
 		if (!awaited(st, n, comm) || fl_proc_protected((pid_t)x, st->tree.root))

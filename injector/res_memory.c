@@ -18,6 +18,7 @@
 #include "journal.h"
 #include "net.h"
 #include "procfs.h"
+#include "proctree.h"
 #include "units.h"
 
 #define MIB (1024.0 * 1024.0)
@@ -360,13 +361,6 @@ static int proc_anon(pid_t pid, uint64_t *anon, uint64_t *swap)
 	}
 	fclose(f);
 	return found ? 0 : -ESRCH; /* a zombie has no RssAnon line: nothing is held */
-}
-
-static bool proc_gone(pid_t pid, uint64_t start)
-{
-	char s = 0;
-
-	return !fl_proc_same(pid, start) || (fl_proc_state(pid, &s) == 0 && (s == 'Z' || s == 'X'));
 }
 
 /* ---- where the leak goes ------------------------------------------------------------------- */
@@ -1003,7 +997,7 @@ static void procs_scan(struct leak_state *st, int64_t now)
 	int x;
 
 	for (int i = 0; i < st->nprocs; i++)
-		if (!st->procs[i].gone_ns && proc_gone(st->procs[i].pid, st->procs[i].start))
+		if (!st->procs[i].gone_ns && fl_proc_gone(st->procs[i].pid, st->procs[i].start))
 			st->procs[i].gone_ns = now;
 	if (st->host)
 		return;
@@ -1066,7 +1060,7 @@ static void leak_poll(struct leak_state *st, int64_t now)
 			st->full_bytes = st->held;
 		}
 	}
-	if (st->target && !st->target_gone_ns && proc_gone(st->target, st->target_start))
+	if (st->target && !st->target_gone_ns && fl_proc_gone(st->target, st->target_start))
 		st->target_gone_ns = now;
 	if (oom_count(st, &v) == 0) {
 		st->oom_now = v;
@@ -1524,42 +1518,6 @@ static void leak_release(struct fl_fault *f)
 	f->state = NULL;
 }
 
-/*
- * SIGKILL pid only while it still is the process journaled (a recycled pid is someone else), and
- * wait until it has exited, so its memory is free when this returns.
- */
-static int kill_recorded(pid_t pid, uint64_t start, struct fl_err *err)
-{
-	struct pollfd pf;
-	int pfd, rc = 0;
-
-	if (pid <= 0 || !fl_proc_same(pid, start))
-		return 0;
-	pfd = (int)syscall(SYS_pidfd_open, pid, 0);
-	if (pfd < 0) {
-		if (errno == ESRCH)
-			return 0;
-		if (errno != ENOSYS)
-			return fl_err_set(err, -errno, "pidfd_open(%d): %s", (int)pid, strerror(errno));
-		/* no pidfds (before 5.3): by pid, its identity checked right before */
-		if (fl_proc_same(pid, start) && kill(pid, SIGKILL) < 0 && errno != ESRCH)
-			return fl_err_set(err, -errno, "kill(%d, SIGKILL): %s", (int)pid, strerror(errno));
-		for (int ms = 0; ms < 5000 && !proc_gone(pid, start); ms += 10)
-			usleep(10000);
-		return 0;
-	}
-	/* checked once more through the pidfd: from here on the pid cannot be recycled under us */
-	if (fl_proc_same(pid, start)) {
-		if (syscall(SYS_pidfd_send_signal, pfd, SIGKILL, NULL, 0) < 0 && errno != ESRCH)
-			rc = fl_err_set(err, -errno, "pidfd_send_signal(%d, SIGKILL): %s", (int)pid, strerror(errno));
-		pf = (struct pollfd){.fd = pfd, .events = POLLIN};
-		if (!rc && poll(&pf, 1, 5000) <= 0)
-			rc = fl_err_set(err, -ETIMEDOUT, "the leaker (pid %d) did not exit within 5 s of SIGKILL", (int)pid);
-	}
-	close(pfd);
-	return rc;
-}
-
 static int leak_revert_record(const struct fl_journal_rec *r, struct fl_err *err)
 {
 	char owner[16], procs[PATH_MAX + 32], adjs[FL_REC_DATA];
@@ -1570,7 +1528,7 @@ static int leak_revert_record(const struct fl_journal_rec *r, struct fl_err *err
 
 	if (fl_rec_get_i64(r, "pid", &pid) || fl_rec_get_u64(r, "start", &start))
 		return fl_err_set(err, -EINVAL, "journal record %llu lacks pid/start", (unsigned long long)r->seq);
-	rc = kill_recorded((pid_t)pid, start, err);
+	rc = fl_proc_kill_wait((pid_t)pid, start, 5000, "the leaker", err);
 	/* the target's oom_score_adj whether or not the leaker could be killed: each is a fault left */
 	if (!fl_rec_get(r, "owner", owner, sizeof(owner)) || strcmp(owner, "target"))
 		goto out;

@@ -27,6 +27,7 @@
 #include "journal.h"
 #include "net.h"
 #include "procfs.h"
+#include "proctree.h"
 
 #ifndef IP_LOCAL_PORT_RANGE
 #define IP_LOCAL_PORT_RANGE 51 /* Linux 6.3: a per-socket ephemeral range, "hi << 16 | lo" */
@@ -874,25 +875,7 @@ static void holders_free(struct hold_set *hs)
 /* revert_record: SIGKILL the journaled holder if it still is that process; wait until it is gone. */
 static int kill_recorded(const struct fl_journal_rec *r, struct fl_err *err)
 {
-	int64_t pid;
-	uint64_t start;
-
-	if (fl_rec_get_i64(r, "pid", &pid) || fl_rec_get_u64(r, "start", &start) || pid <= 0)
-		return fl_err_set(err, -EINVAL, "journal record %llu lacks pid/start", (unsigned long long)r->seq);
-	/* a recycled pid is someone else's process */
-	if (!fl_proc_same((pid_t)pid, start))
-		return 0;
-	if (kill((pid_t)pid, SIGKILL) < 0 && errno != ESRCH)
-		return fl_err_set(err, -errno, "kill(%d): %s", (int)pid, strerror(errno));
-	/* not our child: it is gone, or a zombie whose sockets are closed, within moments */
-	for (int ms = 0; ms < 5000; ms += 2) {
-		char s;
-
-		if (!fl_proc_same((pid_t)pid, start) || (fl_proc_state((pid_t)pid, &s) == 0 && (s == 'Z' || s == 'X')))
-			return 0;
-		usleep(2000);
-	}
-	return fl_err_set(err, -ETIMEDOUT, "holder %d still alive 5 s after SIGKILL", (int)pid);
+	return fl_proc_kill_record(r, "holder", err);
 }
 
 /* The soft/hard RLIMIT_NOFILE budget of one holder (the hard limit, less what it keeps besides). */

@@ -23,6 +23,7 @@
 #include "journal.h"
 #include "net.h"
 #include "procfs.h"
+#include "proctree.h"
 #include "units.h"
 
 /* fds a swarm child keeps besides its connections (0-2, epoll, the namespace, a pipe) and slack */
@@ -827,25 +828,7 @@ static void slow_release(struct fl_fault *f)
 
 static int slow_revert_record(const struct fl_journal_rec *r, struct fl_err *err)
 {
-	int64_t pid;
-	uint64_t start;
-
-	if (fl_rec_get_i64(r, "pid", &pid) || fl_rec_get_u64(r, "start", &start) || pid <= 0)
-		return fl_err_set(err, -EINVAL, "journal record %llu lacks pid/start", (unsigned long long)r->seq);
-	/* a recycled pid is someone else's process */
-	if (!fl_proc_same((pid_t)pid, start))
-		return 0;
-	if (kill((pid_t)pid, SIGKILL) < 0 && errno != ESRCH)
-		return fl_err_set(err, -errno, "kill(%d): %s", (int)pid, strerror(errno));
-	/* not our child: gone, or a zombie whose connections are closed, within moments */
-	for (int ms = 0; ms < 5000; ms += 2) {
-		char s;
-
-		if (!fl_proc_same((pid_t)pid, start) || (fl_proc_state((pid_t)pid, &s) == 0 && (s == 'Z' || s == 'X')))
-			return 0;
-		usleep(2000);
-	}
-	return fl_err_set(err, -ETIMEDOUT, "swarm child %d still alive 5 s after SIGKILL", (int)pid);
+	return fl_proc_kill_record(r, "swarm child", err);
 }
 
 const struct fl_injector fl_inj_client_slowloris = {
