@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <getopt.h>
+#include <math.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -54,41 +55,6 @@ static void sleep_ms(int ms)
 		;
 }
 
-static uint64_t rss_anon(pid_t pid)
-{
-	char p[64], line[256];
-	unsigned long long kib = 0;
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-	if (!(f = fopen(p, "re")))
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssAnon: %llu kB", &kib) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kib * 1024;
-}
-
-static double cpu_of(pid_t pid)
-{
-	char p[64], buf[1024], *r;
-	unsigned long long ut, st;
-	FILE *f;
-	size_t n;
-
-	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
-	if (!(f = fopen(p, "re")))
-		return 0;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	r = strrchr(buf, ')');
-	if (!r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return 0;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* The descendants of pid (stress-ng's stressors and the children they work in), up to max. */
 static int descendants_of(pid_t pid, pid_t *kids, int max)
 {
@@ -125,7 +91,7 @@ static uint64_t max_rss_below(pid_t pid)
 	int n = descendants_of(pid, kids, 16);
 
 	for (int i = 0; i < n; i++) {
-		uint64_t r = rss_anon(kids[i]);
+		uint64_t r = fl_tl_rss_anon(kids[i]);
 
 		if (r > best)
 			best = r;
@@ -195,7 +161,7 @@ static void time_fill(pid_t pid, pid_t below, double t0, uint64_t want, double l
 
 	*half = *full = -1;
 	while (fl_tl_now_s() - t0 < limit_s) {
-		uint64_t held = below ? max_rss_below(below) : rss_anon(pid);
+		uint64_t held = below ? max_rss_below(below) : fl_tl_rss_anon(pid);
 
 		if (f && fl_tl_now_s() >= next_obs) {
 			struct fl_observation o = {0};
@@ -303,7 +269,7 @@ static void measure_cpu(const pid_t *pids, int n, double secs, double *mean, dou
 	double c0 = 0, prev, t0 = fl_tl_now_s(), tprev = t0;
 
 	for (int i = 0; i < n; i++)
-		c0 += cpu_of(pids[i]);
+		c0 += fmax(fl_tl_cpu_s(pids[i]), 0);
 	prev = c0;
 	*lo = 1e9;
 	*hi = 0;
@@ -312,7 +278,7 @@ static void measure_cpu(const pid_t *pids, int n, double secs, double *mean, dou
 
 		sleep_ms(1000);
 		for (int i = 0; i < n; i++)
-			c += cpu_of(pids[i]);
+			c += fmax(fl_tl_cpu_s(pids[i]), 0);
 		now = fl_tl_now_s();
 		share = (c - prev) / (now - tprev);
 		if (share < *lo)

@@ -380,3 +380,38 @@ struct fl_journal *fl_tl_journal(char *dir, size_t len, const char *prefix, cons
 	}
 	return j;
 }
+
+uint64_t fl_tl_rss_anon(pid_t pid)
+{
+	char p[64], line[256];
+	unsigned long long kib = 0;
+	FILE *f;
+
+	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
+	if (!(f = fopen(p, "re")))
+		return 0;
+	while (fgets(line, sizeof(line), f))
+		if (sscanf(line, "RssAnon: %llu kB", &kib) == 1)
+			break;
+	fclose(f);
+	return (uint64_t)kib * 1024;
+}
+
+double fl_tl_cpu_s(pid_t pid)
+{
+	char p[64], buf[1024], *r;
+	unsigned long long ut, st;
+	FILE *f;
+	size_t n;
+
+	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
+	if (!(f = fopen(p, "re")))
+		return -1;
+	n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	r = strrchr(buf, ')');
+	if (!r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
+		return -1;
+	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}

@@ -109,4 +109,9 @@ int fl_tl_mkdtemp(char *dir, size_t len, const char *parent, const char *prefix)
 struct fl_journal *fl_tl_journal(char *dir, size_t len, const char *prefix, const char *run_id,
 				 const char *scenario);
 
+/* The RssAnon of a process, in bytes, as /proc/PID/status has it: 0 when unreadable (gone). */
+uint64_t fl_tl_rss_anon(pid_t pid);
+/* utime + stime of a live process, in seconds (its /proc/PID/stat, fields 14 and 15); -1 when unreadable. */
+double fl_tl_cpu_s(pid_t pid);
+
 #endif

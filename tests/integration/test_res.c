@@ -213,42 +213,6 @@ static void add_watched(struct world *w, pid_t pid)
 		w->watched[w->nwatched++] = pid;
 }
 
-static uint64_t rss_anon(pid_t pid)
-{
-	char p[64], line[256];
-	unsigned long long kib = 0;
-	FILE *f;
-
-	snprintf(p, sizeof(p), "/proc/%d/status", (int)pid);
-	if (!(f = fopen(p, "re")))
-		return 0;
-	while (fgets(line, sizeof(line), f))
-		if (sscanf(line, "RssAnon: %llu kB", &kib) == 1)
-			break;
-	fclose(f);
-	return (uint64_t)kib * 1024;
-}
-
-/* utime + stime of a live process, in seconds (its /proc/PID/stat, fields 14 and 15). */
-static double cpu_of(pid_t pid)
-{
-	char p[64], buf[1024], *r;
-	unsigned long long ut, st;
-	FILE *f;
-	size_t n;
-
-	snprintf(p, sizeof(p), "/proc/%d/stat", (int)pid);
-	if (!(f = fopen(p, "re")))
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	r = strrchr(buf, ')');
-	if (!r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
-		return -1;
-	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 /* ---- setup ------------------------------------------------------------------------------------ */
 
 static int setup(void **state)
@@ -454,7 +418,7 @@ static void test_leak_holds_then_frees(void **state)
 	}
 	observe(f, &o);
 	/* seen from outside: the child's /proc and the cgroup's counter, not the child's own count */
-	rss = rss_anon(leaker);
+	rss = fl_tl_rss_anon(leaker);
 	usage_full = mem_usage(w);
 	held = fl_tl_obs_num(&o, "bytes_held", -1);
 	rate = fl_tl_obs_num(&o, "rate_observed", -1);
@@ -646,7 +610,7 @@ static void test_leak_owner_target(void **state)
 	if (!w->target_reaped || !WIFSIGNALED(status) || WTERMSIG(status) != SIGKILL) {
 		observe(f, &o);
 		fail_msg("the target was not OOM-killed within %.1fs (target RssAnon %.1fMiB, leaker %s, "
-			 "victims '%s', oom_kills %.0f)", t_kill, (double)rss_anon(w->target) / MIB,
+			 "victims '%s', oom_kills %.0f)", t_kill, (double)fl_tl_rss_anon(w->target) / MIB,
 			 gone(leaker) ? "dead" : "alive", obs_text(&o, "oom_victims"),
 			 fl_tl_obs_num(&o, "oom_kills", -1));
 	}
@@ -654,15 +618,15 @@ static void test_leak_owner_target(void **state)
 	/* the leak went with it: within 0.5 s the leaker holds (almost) nothing, and has said so (it
 	 * reports the drop right after freeing: an observe in between would not see it yet) */
 	observe(f, &o);
-	for (int i = 0; i < 50 && (rss_anon(leaker) > (8u << 20) || fl_tl_obs_num(&o, "leak_dropped", 0) < 1); i++) {
+	for (int i = 0; i < 50 && (fl_tl_rss_anon(leaker) > (8u << 20) || fl_tl_obs_num(&o, "leak_dropped", 0) < 1); i++) {
 		sleep_ms(10);
 		observe(f, &o);
 	}
-	assert_true(rss_anon(leaker) <= 8u << 20);
+	assert_true(fl_tl_rss_anon(leaker) <= 8u << 20);
 	print_message("owner: target, 150MiB: target OOM-killed after %.2fs; victims '%s'; dropped %.0f; %s; "
 		      "leaker RssAnon %.1fMiB after\n", t_kill, obs_text(&o, "oom_victims"),
 		      fl_tl_obs_num(&o, "leak_dropped", -1), obs_text(&o, "not_restarted"),
-		      (double)rss_anon(leaker) / MIB);
+		      (double)fl_tl_rss_anon(leaker) / MIB);
 	assert_true(fl_tl_obs_num(&o, "oom_kills", 0) >= 1);
 	assert_non_null(strstr(obs_text(&o, "oom_victims"), "target"));
 	assert_null(strstr(obs_text(&o, "oom_victims"), "leaker"));
@@ -670,12 +634,12 @@ static void test_leak_owner_target(void **state)
 	assert_true(obs_text(&o, "not_restarted")[0]);
 	/* nobody new yet: it stays dropped */
 	sleep_ms(300);
-	assert_true(rss_anon(leaker) <= 8u << 20);
+	assert_true(fl_tl_rss_anon(leaker) <= 8u << 20);
 	/* a process born in the cgroup (the service restarted) leaks again */
 	again = newcomer(w, 1000);
-	for (int i = 0; i < 100 && rss_anon(leaker) < (20u << 20); i++)
+	for (int i = 0; i < 100 && fl_tl_rss_anon(leaker) < (20u << 20); i++)
 		sleep_ms(10);
-	assert_true(rss_anon(leaker) >= 20u << 20);
+	assert_true(fl_tl_rss_anon(leaker) >= 20u << 20);
 	observe(f, &o);
 	print_message("a newcomer (pid %d): %s\n", (int)again, obs_text(&o, "restarted_after_s"));
 	assert_true(fl_tl_obs_num(&o, "restarted_after_s", -1) > 0);
@@ -782,13 +746,13 @@ static double burn_for(struct world *w, const char *yaml, const char *name, doub
 	n = journaled(w, name, pids, NULL, 8);
 	assert_int_equal(n, want);
 	for (int i = 0; i < n; i++)
-		c0[i] = cpu_of(pids[i]);
+		c0[i] = fl_tl_cpu_s(pids[i]);
 	while (fl_tl_now_s() - t0 < secs) {
 		observe(f, o);
 		sleep_ms(250);
 	}
 	for (int i = 0; i < n; i++)
-		c1 += cpu_of(pids[i]) - c0[i];
+		c1 += fl_tl_cpu_s(pids[i]) - c0[i];
 	c1 /= fl_tl_now_s() - t0;
 	observe(f, o);
 	assert_int_equal(f->inj->revert(f, &e), 0);
@@ -1188,7 +1152,7 @@ static void test_revert_record_in_fresh_process(void **state)
 	sleep_ms(500);
 	assert_int_equal(journaled(w, "leak", leak, lstart, 1), 1);
 	assert_int_equal(journaled(w, "burn", burn, NULL, 2), 2);
-	assert_true(rss_anon(leak[0]) >= 60u << 20);
+	assert_true(fl_tl_rss_anon(leak[0]) >= 60u << 20);
 	/* a recycled pid is someone else: a record whose start time differs leaves it alone */
 	{
 		struct fl_journal_rec rec = {.seq = 1};
