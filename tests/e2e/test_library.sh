@@ -9,8 +9,10 @@
 # tests/library/NAME.sh may define:
 #   sets=(--set KEY=VALUE ...)   overrides for both runs (shorter phases; never the SLO)
 #   setup / teardown             what the drill needs around it (a namespace, a DNS server)
-#   check TARGET                 (required) assertions on $tmp/TARGET.json and $tmp/TARGET.d: the fault's
+#   check LABEL                  (required) assertions on $tmp/LABEL.json and $tmp/LABEL.d: the fault's
 #                                observed effect against its configuration; print "ok ..." or why not
+#   more=("LABEL WANT TARGET FLAG ...")  further drills after the two: TARGET with FLAGs appended to
+#                                its target.run, which must exit WANT (a variant a fix must also survive)
 set -uo pipefail
 
 lib_name=${1:?usage: test_library.sh SCENARIO-NAME}
@@ -20,6 +22,7 @@ name=library-$lib_name
 file=$src/scenarios/$lib_name.yaml
 spec=$src/tests/library/$lib_name.sh
 sets=()
+more=()
 setup() { :; }
 teardown() { :; }
 # every scenario must say how its fault's observed effect is checked: no default that passes
@@ -40,9 +43,10 @@ else
 	bad "$lib_name: does not validate" "$tmp/validate.out"
 fi
 
-# The scenario's target.run with its naive binary swapped for $targets/TARGET, as a flow sequence.
+# The scenario's target.run with its naive binary swapped for $targets/TARGET and FLAGs appended, as
+# a flow sequence: run_for TARGET [FLAG...]
 run_for() {
-	python3 - "$file" "$targets" "$1" <<'EOF'
+	python3 - "$file" "$targets" "$@" <<'EOF'
 import json, sys, yaml
 doc = yaml.safe_load(open(sys.argv[1]))
 run = doc["target"]["run"]
@@ -50,38 +54,44 @@ hits = [i for i, a in enumerate(run) if str(a).endswith("tests/targets/naive")]
 if len(hits) != 1:
     sys.exit("target.run must name build/tests/targets/naive exactly once: %r" % run)
 run[hits[0]] = "%s/%s" % (sys.argv[2], sys.argv[3])
+run += sys.argv[4:]
 print("[" + ", ".join(json.dumps(str(a)) for a in run) + "]")
 EOF
 }
 
-# drill TARGET WANT_RC
+# drill LABEL WANT_RC [TARGET [FLAG...]]: TARGET (default LABEL) with FLAGs; files and messages say LABEL
 drill() {
-	local target=$1 want=$2 run rc verdict
-	if ! run=$(run_for "$target" 2>"$tmp/run_for.err"); then
-		bad "$lib_name against $target: $(cat "$tmp/run_for.err")"
+	local label=$1 want=$2 target=${3:-$1} run rc verdict
+	shift $(($# < 3 ? $# : 3))
+	if ! run=$(run_for "$target" "$@" 2>"$tmp/run_for.err"); then
+		bad "$lib_name against $label: $(cat "$tmp/run_for.err")"
 		return
 	fi
 	# relative paths in the scenario (build/...) are the repository's
-	(cd "$src" && "$fl" run "$file" --state-dir "$state" --report-dir "$tmp/$target.d" \
-		--json "$tmp/$target.json" --junit "$tmp/$target.xml" --set "target.run=$run" "${sets[@]}") \
-		>"$tmp/$target.out" 2>&1
+	(cd "$src" && "$fl" run "$file" --state-dir "$state" --report-dir "$tmp/$label.d" \
+		--json "$tmp/$label.json" --junit "$tmp/$label.xml" --set "target.run=$run" "${sets[@]}") \
+		>"$tmp/$label.out" 2>&1
 	rc=$?
 	local ratio
-	ratio=$(python3 -c "import json; r=json.load(open('$tmp/$target.json')); print('%.2f%%' % (100*r['slo']['survival_ratio']['measured']))" 2>/dev/null || echo "?")
+	ratio=$(python3 -c "import json; r=json.load(open('$tmp/$label.json')); print('%.2f%%' % (100*r['slo']['survival_ratio']['measured']))" 2>/dev/null || echo "?")
 	if [ "$rc" -ne "$want" ]; then
-		bad "$lib_name against $target: exit $rc, expected $want (survival $ratio)" "$tmp/$target.out"
+		bad "$lib_name against $label: exit $rc, expected $want (survival $ratio)" "$tmp/$label.out"
 		return
 	fi
-	verdict=$(check "$target" 2>&1)
+	verdict=$(check "$label" 2>&1)
 	case $verdict in
-	ok*) ok "$lib_name against $target: exit $rc, survival $ratio; $verdict" ;;
-	*) bad "$lib_name against $target: $verdict" "$tmp/$target.out" ;;
+	ok*) ok "$lib_name against $label: exit $rc, survival $ratio; $verdict" ;;
+	*) bad "$lib_name against $label: $verdict" "$tmp/$label.out" ;;
 	esac
 }
 
 if setup >"$tmp/setup.out" 2>&1; then
 	drill naive 1
 	drill hardened 0
+	for m in "${more[@]}"; do
+		read -r -a words <<<"$m"
+		drill "${words[@]}"
+	done
 else
 	bad "$lib_name: setup failed" "$tmp/setup.out"
 fi
