@@ -634,14 +634,6 @@ int fl_net_probe_in_scratch_ns(int (*fn)(void *arg, struct fl_err *err), void *a
 
 /* ---- handshake RTT probes ------------------------------------------------------------------ */
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 static socklen_t endpoint(int family, const void *addr, uint16_t port, struct sockaddr_storage *ss)
 {
 	memset(ss, 0, sizeof(*ss));
@@ -740,7 +732,7 @@ void fl_rtt_probe_step(struct fl_rtt_probe *p, const struct fl_netns *ns)
 	if (p->fd >= 0) {
 		int rc = probe_collect(p->fd, &ms);
 
-		if (rc == 0 && mono_ns() - p->started_ns < 10LL * 1000000000)
+		if (rc == 0 && fl_mono_ns() - p->started_ns < 10LL * 1000000000)
 			return; /* still in its handshake: a long delay; look again next time */
 		if (rc == 1 && p->baseline_pending) {
 			p->baseline_ms = ms;
@@ -766,7 +758,7 @@ void fl_rtt_probe_step(struct fl_rtt_probe *p, const struct fl_netns *ns)
 		p->fd = -1;
 		return;
 	}
-	p->started_ns = mono_ns();
+	p->started_ns = fl_mono_ns();
 }
 
 void fl_rtt_probe_report(const struct fl_rtt_probe *p, struct fl_observation *o)

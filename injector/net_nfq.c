@@ -65,14 +65,6 @@
 
 static const char *const dist_names[] = {"uniform", "normal", "pareto", "paretonormal"};
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* ---- iptables: the one shell-out -------------------------------------------------------------- */
 
 /*
@@ -192,7 +184,7 @@ static int run_tool(int nsfd, const char *const argv[], int *status, char *errtx
 	struct capture co = {.max = 64 << 20}, ce = {.max = 16384};
 	int op[2] = {-1, -1}, ep[2] = {-1, -1}, rc = 0, ws = 0;
 	char path[256];
-	int64_t deadline = mono_ns() + (int64_t)NFQ_EXEC_TIMEOUT_MS * 1000000;
+	int64_t deadline = fl_mono_ns() + (int64_t)NFQ_EXEC_TIMEOUT_MS * 1000000;
 	pid_t pid;
 
 	*status = -1;
@@ -225,7 +217,7 @@ static int run_tool(int nsfd, const char *const argv[], int *status, char *errtx
 	}
 	for (;;) {
 		struct pollfd pf[2] = {{.fd = ep[0], .events = POLLIN}, {.fd = op[0], .events = POLLIN}};
-		int64_t left = (deadline - mono_ns()) / 1000000;
+		int64_t left = (deadline - fl_mono_ns()) / 1000000;
 
 		if (pf[0].fd < 0 && pf[1].fd < 0)
 			break;
@@ -1082,7 +1074,7 @@ static void rx_drain(struct delayer *d)
 {
 	for (int budget = NFQ_RX_BUDGET; budget > 0;) {
 		int got = recvmmsg(d->fd, d->mm, NFQ_RX_BATCH, MSG_DONTWAIT, NULL);
-		int64_t now = mono_ns();
+		int64_t now = fl_mono_ns();
 
 		if (got < 0) {
 			if (errno == EINTR)
@@ -1123,7 +1115,7 @@ static void arm(int tfd, const struct delayer *d, int64_t *armed)
 /* Release every held packet and whatever is still unread: the kernel drops what an unbound queue holds. */
 static void stop_flush(struct delayer *d)
 {
-	int64_t now = mono_ns();
+	int64_t now = fl_mono_ns();
 
 	d->stopping = true;
 	while (d->n)
@@ -1181,7 +1173,7 @@ static int delayer_loop(struct delayer *d, int sfd, int tfd)
 			}
 		}
 		rx_drain(d);
-		release_due(d, mono_ns());
+		release_due(d, fl_mono_ns());
 		v_flush(d);
 		arm(tfd, d, &armed);
 	}
@@ -1234,7 +1226,7 @@ static void __attribute__((noreturn)) delayer_main(const struct delayer_cfg *c)
 		goto report;
 	}
 	if (getrandom(&d->rng, sizeof(d->rng), 0) != sizeof(d->rng))
-		d->rng = (uint64_t)mono_ns() ^ (uint64_t)getpid() << 32;
+		d->rng = (uint64_t)fl_mono_ns() ^ (uint64_t)getpid() << 32;
 	d->z = rng_normal(d);
 	for (int i = 0; i < NFQ_RX_BATCH; i++) {
 		d->iov[i] = (struct iovec){.iov_base = d->rx[i], .iov_len = NFQ_RX_MSG};
@@ -1293,7 +1285,7 @@ static uint16_t pick_queue(void)
 	uint32_t r;
 
 	if (getrandom(&r, sizeof(r), 0) != sizeof(r))
-		r = (uint32_t)mono_ns();
+		r = (uint32_t)fl_mono_ns();
 	return (uint16_t)(NFQ_QUEUE_LO + r % (NFQ_QUEUE_HI - NFQ_QUEUE_LO + 1));
 }
 
@@ -1342,7 +1334,7 @@ static int probe_one(int kind, int family, const char *cgpath, struct fl_err *er
 				family == AF_INET ? "IPv4" : "IPv6", strerror(errno));
 		goto out;
 	}
-	for (int64_t deadline = mono_ns() + 1000000000LL; !id && mono_ns() < deadline;) {
+	for (int64_t deadline = fl_mono_ns() + 1000000000LL; !id && fl_mono_ns() < deadline;) {
 		struct pollfd pf = {.fd = q.fd, .events = POLLIN};
 		ssize_t n;
 

@@ -31,6 +31,7 @@
 #include "net.h"
 #include "net_tc.h"
 #include "net_tc.skel.h"
+#include "procfs.h"
 
 
 /*
@@ -975,14 +976,6 @@ struct tc_state {
 
 static void leaf_read(struct tc_state *st);
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
-}
-
 /*
  * Drop the classifier and wait (bounded) until the kernel has freed it: a deleted tc filter lets
  * go of its program only after an RCU grace period, and "reverted" should mean gone.
@@ -1337,7 +1330,7 @@ static void leaf_read(struct tc_state *st)
 		return;
 	q = rtnl_qdisc_get(cache, st->ifindex, (LEAF_MAJOR + (uint32_t)st->minor) << 16);
 	if (q) {
-		int64_t now = mono_ns();
+		int64_t now = fl_mono_ns();
 		uint64_t bytes = rtnl_tc_get_stat(TC_CAST(q), RTNL_TC_BYTES);
 
 		st->leaf_packets = rtnl_tc_get_stat(TC_CAST(q), RTNL_TC_PACKETS);

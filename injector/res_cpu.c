@@ -63,14 +63,6 @@ struct burn_state {
 	struct burner b[];
 };
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static int cpus_allowed(void)
 {
 	cpu_set_t set;
@@ -249,12 +241,12 @@ static void __attribute__((noreturn)) burner_main(int go, double load)
 			spins++;
 	/* wake on time: the default 50 us timer slack would come out of every busy phase */
 	prctl(PR_SET_TIMERSLACK, 1UL);
-	start = mono_ns();
+	start = fl_mono_ns();
 	for (;;) {
 		/* busy for load x period from when it really woke: a late wake-up shortens the idle part */
-		int64_t now = mono_ns(), busy_end = now + (int64_t)(load * (double)PERIOD_NS);
+		int64_t now = fl_mono_ns(), busy_end = now + (int64_t)(load * (double)PERIOD_NS);
 
-		while ((now = mono_ns()) < busy_end)
+		while ((now = fl_mono_ns()) < busy_end)
 			spins++;
 		start += PERIOD_NS;
 		/* preempted past the period's end: start afresh, no catch-up burst above the load */
@@ -458,7 +450,7 @@ static int burn_apply(struct fl_fault *f, struct fl_journal *j, struct fl_err *e
 	st->thr_ns = st->thr0_ns;
 	st->nthr = st->nthr0;
 	memset(gos, 'g', sizeof(gos));
-	st->go_ns = mono_ns();
+	st->go_ns = fl_mono_ns();
 	for (int left = cores; left > 0;) {
 		ssize_t n = write(go[1], gos, (size_t)(left < (int)sizeof(gos) ? left : (int)sizeof(gos)));
 
@@ -494,7 +486,7 @@ static int burn_observe(struct fl_fault *f, struct fl_observation *o)
 
 	if (!st)
 		return -ENOENT;
-	elapsed = (double)((st->reverted_ns ? st->reverted_ns : mono_ns()) - st->go_ns) / 1e9;
+	elapsed = (double)((st->reverted_ns ? st->reverted_ns : fl_mono_ns()) - st->go_ns) / 1e9;
 	for (int i = 0; i < st->n; i++) {
 		struct burner *b = &st->b[i];
 		double c = 0;
@@ -553,7 +545,7 @@ static int burn_revert(struct fl_fault *f, struct fl_err *err)
 	if (st->have_thr)
 		throttle_of(st, &st->thr_ns, &st->nthr);
 	stop_all(st);
-	st->reverted_ns = mono_ns();
+	st->reverted_ns = fl_mono_ns();
 	return 0;
 }
 

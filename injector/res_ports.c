@@ -53,14 +53,6 @@
  * uses: the bind joins the port's bind bucket, and connect() skips every bucket a bind() made */
 #define FALLBACK_V4 "127.255.255.254"
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 /* ---- addresses ---------------------------------------------------------------------------------- */
 
 /* "1.2.3.4:80" or "[::1]:80" into ss; 0 or -EINVAL with err. */
@@ -530,7 +522,7 @@ static void report_write(int fd, struct hold_report *rep)
 {
 	ssize_t n;
 
-	rep->at_ns = mono_ns();
+	rep->at_ns = fl_mono_ns();
 	do
 		n = write(fd, rep, sizeof(*rep));
 	while (n < 0 && errno == EINTR);
@@ -738,7 +730,7 @@ static int holders_start(struct hold_set *hs, struct hold_job *job, int n, const
 	hs->h = calloc((size_t)n, sizeof(*hs->h));
 	if (!hs->h)
 		return fl_err_set(err, -ENOMEM, "out of memory");
-	hs->started_ns = mono_ns();
+	hs->started_ns = fl_mono_ns();
 	for (int i = 0; i < n; i++) {
 		struct holder *h = &hs->h[i];
 		int go[2], rep[2], keep[3];
@@ -796,7 +788,7 @@ static int holders_start(struct hold_set *hs, struct hold_job *job, int n, const
 	/* every first report, within READY_MS */
 	for (int got = 0; got < hs->n;) {
 		struct pollfd pf[MAX_HOLDERS];
-		int idx[MAX_HOLDERS], np = 0, left = READY_MS - (int)((mono_ns() - hs->started_ns) / 1000000);
+		int idx[MAX_HOLDERS], np = 0, left = READY_MS - (int)((fl_mono_ns() - hs->started_ns) / 1000000);
 
 		for (int i = 0; i < hs->n; i++)
 			if (!hs->h[i].reported) {
@@ -826,7 +818,7 @@ static int holders_start(struct hold_set *hs, struct hold_job *job, int n, const
 				return fl_err_set(err, h->rep.code, "holder %d: %s", (int)h->pid, h->rep.why);
 		}
 	}
-	hs->ready_ns = mono_ns();
+	hs->ready_ns = fl_mono_ns();
 	return 0;
 }
 
@@ -1259,7 +1251,7 @@ static int exhaust_apply(struct fl_fault *f, struct fl_journal *j, struct fl_err
 		job.addr = st->dst;
 		job.addr_len = st->dst_len;
 	}
-	st->applied_ns = mono_ns();
+	st->applied_ns = fl_mono_ns();
 	f->state = st;
 	/* from here on the journal may name holders: state stays for revert even when this fails */
 	rc = holders_start(&st->hs, &job, nh, first, count, j, f, err);
@@ -1529,7 +1521,7 @@ static int occupy_apply(struct fl_fault *f, struct fl_journal *j, struct fl_err 
 	job.addr_len = st->addr_len;
 	job.listen = st->listen;
 	job.wait = fl_fault_value(f, "wait")->b;
-	st->applied_ns = mono_ns();
+	st->applied_ns = fl_mono_ns();
 	f->state = st;
 	rc = holders_start(&st->hs, &job, 1, NULL, NULL, j, f, err);
 	if (st->hs.n && st->hs.h[0].reported) {

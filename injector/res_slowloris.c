@@ -33,14 +33,6 @@
 #define RETRY_NS (100 * 1000000LL)
 #define READY_MS 5000
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static const struct fl_param slow_params[] = {
 	{.name = "connections", .kind = FL_P_INT, .def = "200", .min = "1", .max = "1000000",
 	 .help = "slow connections to keep open; one the server closes is replaced"},
@@ -352,15 +344,15 @@ static void swarm_run(const struct swarm_job *job)
 		tick = 50000000;
 	for (int i = 0; i < job->n; i++) {
 		cs[i].fd = -1;
-		conn_open(&cs[i], i, job, epfd, mono_ns());
+		conn_open(&cs[i], i, job, epfd, fl_mono_ns());
 	}
-	next_tick = mono_ns() + tick;
+	next_tick = fl_mono_ns() + tick;
 	for (;;) {
-		int64_t now = mono_ns(), oldest = 0;
+		int64_t now = fl_mono_ns(), oldest = 0;
 		int wait_ms = next_tick > now ? (int)((next_tick - now + 999999) / 1000000) : 0;
 		int n = epoll_wait(epfd, evs, 256, wait_ms);
 
-		now = mono_ns();
+		now = fl_mono_ns();
 		for (int k = 0; k < n; k++) {
 			struct conn *c = &cs[evs[k].data.u32];
 
@@ -671,7 +663,7 @@ static int slow_apply(struct fl_fault *f, struct fl_journal *j, struct fl_err *e
 	job.ns = &st->ns;
 	job.dst = &st->dst;
 	job.interval_ns = st->interval_ns;
-	st->applied_ns = mono_ns();
+	st->applied_ns = fl_mono_ns();
 	f->state = st;
 	/* from here on the journal may name children: the state stays for revert even on failure */
 	for (int i = 0; i < st->nch; i++) {
@@ -745,7 +737,7 @@ static int slow_observe(struct fl_fault *f, struct fl_observation *o)
 	struct swarm_stats now;
 	const struct swarm_stats *s = &now;
 	uint64_t closed, life;
-	int64_t oldest, t = mono_ns();
+	int64_t oldest, t = fl_mono_ns();
 	int alive = 0;
 
 	if (!st)
@@ -807,7 +799,7 @@ static int slow_revert(struct fl_fault *f, struct fl_err *err)
 	if (st->stats)
 		stats_sum(st, &st->final);
 	slow_stop(st);
-	st->reverted_ns = mono_ns();
+	st->reverted_ns = fl_mono_ns();
 	st->reverted = true;
 	return 0;
 }

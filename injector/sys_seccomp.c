@@ -144,14 +144,6 @@ struct sc_table {
 #define CTR_SET(p, v) __atomic_store_n((p), (v), __ATOMIC_RELAXED)
 #define CTR_ADD(p, v) CTR_SET((p), CTR_GET(p) + (v))
 
-static int64_t mono_ns(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000000000LL + ts.tv_nsec;
-}
-
 static long futex(uint32_t *word, int op, uint32_t val, const struct timespec *ts)
 {
 	/* shared (not _PRIVATE) ops: the word lives in a MAP_SHARED page of several processes */
@@ -692,7 +684,7 @@ static void hold(struct sup *s, int slot, uint64_t id, int64_t now)
 /* Release every held call of slot (-1: all) now: a revert takes effect at once, not after the delay. */
 static void flush(struct sup *s, int slot)
 {
-	int64_t now = mono_ns();
+	int64_t now = fl_mono_ns();
 	uint32_t keep = 0;
 
 	for (uint32_t i = 0; i < s->n; i++) {
@@ -708,7 +700,7 @@ static void flush(struct sup *s, int slot)
 
 static void release_due(struct sup *s)
 {
-	int64_t now = mono_ns();
+	int64_t now = fl_mono_ns();
 
 	while (s->n && s->heap[0].due <= now)
 		release(s, heap_pop(s), now);
@@ -804,7 +796,7 @@ static void on_notification(struct sup *s)
 		if (sl->err)
 			answer(s, req->id, sl->err);
 		else
-			hold(s, i, req->id, mono_ns());
+			hold(s, i, req->id, fl_mono_ns());
 		return;
 	}
 	cont_now(s, req->id);
@@ -1027,7 +1019,7 @@ static void __attribute__((noreturn)) sup_main(const struct sup_cfg *c)
 	sigprocmask(SIG_SETMASK, &mask, NULL);
 	s.page = sysconf(_SC_PAGESIZE);
 	if (getrandom(&s.rng, sizeof(s.rng), 0) != (ssize_t)sizeof(s.rng))
-		s.rng = (uint64_t)mono_ns() ^ ((uint64_t)getpid() << 32);
+		s.rng = (uint64_t)fl_mono_ns() ^ ((uint64_t)getpid() << 32);
 	if (syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sz) < 0) {
 		rc = fl_err_set(&e, -errno, "seccomp(SECCOMP_GET_NOTIF_SIZES): %s", strerror(errno));
 		goto report;
