@@ -87,46 +87,62 @@ struct connect_cost {
 	int failed;
 };
 
-static struct connect_cost run_connect_cost(struct bench *b)
+/* Runs fn(arg, out) in a child inside the bench's namespace and copies its `size`-byte result back
+ * into out; out is zeroed when the child fails. */
+static void in_netns(struct bench *b, void (*fn)(const void *arg, void *out), const void *arg, void *out, size_t size)
 {
-	struct connect_cost r = {0};
 	int p[2], st;
 	pid_t pid;
 
+	memset(out, 0, size);
 	if (pipe2(p, O_CLOEXEC))
-		return r;
+		return;
 	pid = fl_tl_fork_in_netns(b->ns);
 	if (pid == 0) {
-		struct sockaddr_in dst = fl_tl_addr4("127.0.0.1", LISTEN_PORT);
-		struct linger lg = {.l_onoff = 1, .l_linger = 0};
-		struct timespec c0, c1;
-		double t0 = fl_tl_now_ms();
-
-		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
-		while (fl_tl_now_ms() - t0 < 300) {
-			int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-			if (fd < 0)
-				break;
-			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-			if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) && errno != EINPROGRESS) {
-				r.fail_errno = errno;
-				r.failed++;
-			}
-			close(fd);
-			r.n++;
-		}
-		clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
-		if (r.n)
-			r.cpu_us = ((double)(c1.tv_sec - c0.tv_sec) * 1e6 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e3) / r.n;
-		_exit(write(p[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
+		fn(arg, out);
+		_exit(write(p[1], out, size) == (ssize_t)size ? 0 : 1);
 	}
 	close(p[1]);
-	if (pid < 0 || read(p[0], &r, sizeof(r)) != (ssize_t)sizeof(r))
-		memset(&r, 0, sizeof(r));
+	if (pid < 0 || read(p[0], out, size) != (ssize_t)size)
+		memset(out, 0, size);
 	close(p[0]);
 	if (pid > 0)
 		waitpid(pid, &st, 0);
+}
+
+static void connect_cost_child(const void *arg, void *out)
+{
+	struct connect_cost *r = out;
+	struct sockaddr_in dst = fl_tl_addr4("127.0.0.1", LISTEN_PORT);
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	struct timespec c0, c1;
+	double t0 = fl_tl_now_ms();
+
+	(void)arg;
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c0);
+	while (fl_tl_now_ms() - t0 < 300) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+		if (fd < 0)
+			break;
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+		if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) && errno != EINPROGRESS) {
+			r->fail_errno = errno;
+			r->failed++;
+		}
+		close(fd);
+		r->n++;
+	}
+	clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c1);
+	if (r->n)
+		r->cpu_us = ((double)(c1.tv_sec - c0.tv_sec) * 1e6 + (double)(c1.tv_nsec - c0.tv_nsec) / 1e3) / r->n;
+}
+
+static struct connect_cost run_connect_cost(struct bench *b)
+{
+	struct connect_cost r;
+
+	in_netns(b, connect_cost_child, NULL, &r, sizeof(r));
 	return r;
 }
 
@@ -194,55 +210,54 @@ struct peer_result {
 	int stop_errno;
 };
 
+struct peer_job {
+	enum peer kind;
+	int n;
+};
+
 /* One process: socket()+bind() port after port (or connect() and let the kernel pick), up to n. */
+static void peer_child(const void *arg, void *out)
+{
+	const struct peer_job *job = arg;
+	struct peer_result *r = out;
+	struct sockaddr_in dst = fl_tl_addr4("127.0.0.1", LISTEN_PORT);
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+	double t0;
+
+	raise_nofile();
+	t0 = fl_tl_now_ms();
+	for (int i = 0; i < job->n; i++) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (job->kind == PEER_CONNECT ? SOCK_NONBLOCK : 0), 0);
+		int ok;
+
+		if (fd < 0) {
+			r->stop_errno = errno;
+			break;
+		}
+		if (job->kind == PEER_BIND) {
+			struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(LO + i))};
+
+			ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+		} else {
+			setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			ok = connect(fd, (struct sockaddr *)&dst, sizeof(dst)) == 0 || errno == EINPROGRESS;
+		}
+		if (!ok) {
+			r->stop_errno = errno;
+			close(fd);
+			break;
+		}
+		r->held++;
+	}
+	r->ms = fl_tl_now_ms() - t0;
+}
+
 static struct peer_result run_peer(struct bench *b, enum peer kind, int n)
 {
-	struct peer_result r = {0};
-	int p[2], st;
-	pid_t pid;
+	struct peer_job job = {.kind = kind, .n = n};
+	struct peer_result r;
 
-	if (pipe2(p, O_CLOEXEC))
-		return r;
-	pid = fl_tl_fork_in_netns(b->ns);
-	if (pid == 0) {
-		struct sockaddr_in dst = fl_tl_addr4("127.0.0.1", LISTEN_PORT);
-		struct linger lg = {.l_onoff = 1, .l_linger = 0};
-		double t0;
-
-		raise_nofile();
-		t0 = fl_tl_now_ms();
-		for (int i = 0; i < n; i++) {
-			int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | (kind == PEER_CONNECT ? SOCK_NONBLOCK : 0), 0);
-			int ok;
-
-			if (fd < 0) {
-				r.stop_errno = errno;
-				break;
-			}
-			if (kind == PEER_BIND) {
-				struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)(LO + i))};
-
-				ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-			} else {
-				setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-				ok = connect(fd, (struct sockaddr *)&dst, sizeof(dst)) == 0 || errno == EINPROGRESS;
-			}
-			if (!ok) {
-				r.stop_errno = errno;
-				close(fd);
-				break;
-			}
-			r.held++;
-		}
-		r.ms = fl_tl_now_ms() - t0;
-		_exit(write(p[1], &r, sizeof(r)) == (ssize_t)sizeof(r) ? 0 : 1);
-	}
-	close(p[1]);
-	if (pid < 0 || read(p[0], &r, sizeof(r)) != (ssize_t)sizeof(r))
-		memset(&r, 0, sizeof(r));
-	close(p[0]);
-	if (pid > 0)
-		waitpid(pid, &st, 0);
+	in_netns(b, peer_child, &job, &r, sizeof(r));
 	return r;
 }
 
