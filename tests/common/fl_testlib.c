@@ -12,9 +12,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include <bpf/bpf.h>
 
 #include "fl_err.h"
 #include "injector.h"
@@ -414,4 +417,134 @@ double fl_tl_cpu_s(pid_t pid)
 	if (!r || sscanf(r + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &st) != 2)
 		return -1;
 	return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* ---- loopback sockets ------------------------------------------------------------------------- */
+
+socklen_t fl_tl_lo_addr(int family, uint16_t port, struct sockaddr_storage *ss)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (family == AF_INET6 || family == FL_TL_MAPPED) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		if (family == FL_TL_MAPPED)
+			inet_pton(AF_INET6, "::ffff:127.0.0.1", &s6->sin6_addr);
+		else
+			s6->sin6_addr = in6addr_loopback;
+		return sizeof(*s6);
+	}
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+
+	s4->sin_family = AF_INET;
+	s4->sin_port = htons(port);
+	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	return sizeof(*s4);
+}
+
+int fl_tl_bound(int family, int type, uint16_t port, uint16_t *got)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl = fl_tl_lo_addr(family, port, &ss);
+	int one = 1, fd = socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+
+	if (fd < 0)
+		return -errno;
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 4096)) ||
+	    getsockname(fd, (struct sockaddr *)&ss, &sl)) {
+		int e = -errno;
+
+		close(fd);
+		return e;
+	}
+	if (got)
+		*got = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
+						  ((struct sockaddr_in *)&ss)->sin_port);
+	return fd;
+}
+
+int fl_tl_port_set(uint16_t *port, int *tcp, int *tcp6, int *udp)
+{
+	/* the kernel picks the TCP port; UDP (and v6) may find that number taken: try another */
+	for (int attempt = 0; attempt < 50; attempt++) {
+		*tcp = fl_tl_bound(AF_INET, SOCK_STREAM, 0, port);
+		if (*tcp < 0)
+			return *tcp;
+		*udp = fl_tl_bound(AF_INET, SOCK_DGRAM, *port, NULL);
+		if (tcp6)
+			*tcp6 = *udp >= 0 ? fl_tl_bound(AF_INET6, SOCK_STREAM, *port, NULL) : -1;
+		if (*udp >= 0 && (!tcp6 || *tcp6 >= 0))
+			return 0;
+		close(*tcp);
+		if (*udp >= 0)
+			close(*udp);
+	}
+	return -EADDRINUSE;
+}
+
+/* ---- BPF programs ------------------------------------------------------------------------------ */
+
+int fl_tl_bpf_progs(const char *prefix, uint32_t *ids, int cap)
+{
+	size_t plen = strlen(prefix);
+	__u32 id = 0;
+	int n = 0;
+
+	while (n < cap && !bpf_prog_get_next_id(id, &id)) {
+		struct bpf_prog_info pi;
+		__u32 len = sizeof(pi);
+		int fd = bpf_prog_get_fd_by_id(id);
+
+		if (fd < 0)
+			continue; /* unloaded since the id was listed */
+		memset(&pi, 0, sizeof(pi));
+		if (!bpf_obj_get_info_by_fd(fd, &pi, &len) && !strncmp(pi.name, prefix, plen))
+			ids[n++] = id;
+		close(fd);
+	}
+	return n;
+}
+
+int fl_tl_bpf_new_progs(const char *prefix, const uint32_t *before, int nbefore)
+{
+	enum { CAP = 4096 };
+	uint32_t *now = calloc(CAP, sizeof(*now));
+	int n, fresh = 0;
+
+	if (!now)
+		return -ENOMEM;
+	n = fl_tl_bpf_progs(prefix, now, CAP);
+	for (int i = 0; i < n; i++) {
+		bool old = false;
+
+		for (int k = 0; k < nbefore && !old; k++)
+			old = now[i] == before[k];
+		fresh += !old;
+	}
+	free(now);
+	return fresh;
+}
+
+int fl_tl_cgroup_attached(const char *cg, const enum bpf_attach_type *types, size_t ntypes)
+{
+	int fd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+
+	if (fd < 0)
+		return -errno;
+	for (size_t t = 0; t < ntypes; t++) {
+		__u32 cnt = 0;
+
+		if (bpf_prog_query(fd, types[t], 0, NULL, NULL, &cnt)) {
+			int e = -errno;
+
+			close(fd);
+			return e;
+		}
+		n += (int)cnt;
+	}
+	close(fd);
+	return n;
 }

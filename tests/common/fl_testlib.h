@@ -2,6 +2,7 @@
 #ifndef FL_TESTLIB_H
 #define FL_TESTLIB_H
 
+#include <linux/bpf.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
@@ -82,6 +83,30 @@ int fl_tl_veth_pair(const char *ns_a, const char *veth_a, const char *cidr_a, co
 
 /* ip netns del, quietly: 0 or nonzero (a namespace already gone is nonzero). */
 int fl_tl_netns_del(const char *name);
+
+/* ---- loopback sockets ------------------------------------------------------------------------- */
+
+/* A family for fl_tl_lo_addr: IPv6 socket, IPv4-mapped address (::ffff:127.0.0.1). */
+#define FL_TL_MAPPED (-AF_INET6)
+
+/* The loopback address of family (AF_INET 127.0.0.1, AF_INET6 ::1, FL_TL_MAPPED) and port into ss. */
+socklen_t fl_tl_lo_addr(int family, uint16_t port, struct sockaddr_storage *ss);
+/* A non-blocking socket of family (AF_INET, AF_INET6: v6-only) and type bound to loopback:port (0: any),
+ * listening when SOCK_STREAM; its port into *got (may be NULL). The fd, or -errno. */
+int fl_tl_bound(int family, int type, uint16_t port, uint16_t *got);
+/* A TCP listener, a UDP socket and (tcp6 not NULL) a v6 TCP listener on one free loopback port
+ * number, into *port: 0, or -errno. */
+int fl_tl_port_set(uint16_t *port, int *tcp, int *tcp6, int *udp);
+
+/* ---- BPF programs ------------------------------------------------------------------------------ */
+
+/* The ids of the loaded BPF programs whose name starts with prefix, up to cap: how many. */
+int fl_tl_bpf_progs(const char *prefix, uint32_t *ids, int cap);
+/* How many programs named prefix* are loaded now that are not among before[0..nbefore) (another
+ * session may have its own), or -ENOMEM. */
+int fl_tl_bpf_new_progs(const char *prefix, const uint32_t *before, int nbefore);
+/* Programs attached directly to cgroup directory cg, summed over the attach types: or -errno. */
+int fl_tl_cgroup_attached(const char *cg, const enum bpf_attach_type *types, size_t ntypes);
 
 /* ---- cgroups and CPU time ---------------------------------------------------------------------- */
 

@@ -43,7 +43,7 @@
 
 /* ---- the agent: a child inside the test cgroup that does socket work on request ------------- */
 
-#define MAPPED (-AF_INET6)
+#define MAPPED FL_TL_MAPPED
 
 enum op { OP_TCP_CONNECT, OP_TCP_NB, OP_UDP_SEND, OP_UDP_QUERY, OP_UDP_BIND, OP_UDP_COUNT, OP_PING, OP_EXIT };
 
@@ -71,28 +71,6 @@ struct reply {
 	int received;      /* OP_UDP_COUNT */
 };
 
-static socklen_t lo_addr(int family, uint16_t port, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET6 || family == MAPPED) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		if (family == MAPPED)
-			inet_pton(AF_INET6, "::ffff:127.0.0.1", &s6->sin6_addr);
-		else
-			s6->sin6_addr = in6addr_loopback;
-		return sizeof(*s6);
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons(port);
-	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return sizeof(*s4);
-}
-
 static void note_err(struct reply *r, int e)
 {
 	if (!r->errs++)
@@ -104,7 +82,7 @@ static void note_err(struct reply *r, int e)
 static void agent_tcp_connect(const struct cmd *c, struct reply *r)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(c->family, c->port, &ss);
+	socklen_t sl = fl_tl_lo_addr(c->family, c->port, &ss);
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	for (int i = 0; i < c->n; i++) {
@@ -127,7 +105,7 @@ static void agent_tcp_connect(const struct cmd *c, struct reply *r)
 static void agent_tcp_nb(const struct cmd *c, struct reply *r)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(c->family, c->port, &ss), el = sizeof(r->final_errno);
+	socklen_t sl = fl_tl_lo_addr(c->family, c->port, &ss), el = sizeof(r->final_errno);
 	struct pollfd pf;
 	double t0 = fl_tl_now_ms();
 	int fd = socket(c->family == MAPPED ? AF_INET6 : c->family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -155,7 +133,7 @@ static void agent_tcp_nb(const struct cmd *c, struct reply *r)
 static void agent_udp(const struct cmd *c, struct reply *r, bool query)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(c->family, c->port, &ss);
+	socklen_t sl = fl_tl_lo_addr(c->family, c->port, &ss);
 
 	for (int i = 0; i < c->n; i++) {
 		int fd = socket(c->family == MAPPED ? AF_INET6 : c->family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
@@ -398,48 +376,6 @@ static void *server_main(void *arg)
 	}
 }
 
-static int bound(int family, int type, uint16_t port, uint16_t *got)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(family, port, &ss);
-	int one = 1, fd = socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 4096)) ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl)) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	if (got)
-		*got = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-						  ((struct sockaddr_in *)&ss)->sin_port);
-	return fd;
-}
-
-/* A UDP responder and TCP listeners sharing one free port number. */
-static int port_set(uint16_t *port, int *udp, int *tcp, int *tcp6)
-{
-	for (int attempt = 0; attempt < 50; attempt++) {
-		*udp = bound(AF_INET, SOCK_DGRAM, 0, port);
-		if (*udp < 0)
-			return *udp;
-		*tcp = bound(AF_INET, SOCK_STREAM, *port, NULL);
-		if (tcp6)
-			*tcp6 = *tcp >= 0 ? bound(AF_INET6, SOCK_STREAM, *port, NULL) : -1;
-		if (*tcp >= 0 && (!tcp6 || *tcp6 >= 0))
-			return 0;
-		close(*udp);
-		if (*tcp >= 0)
-			close(*tcp);
-	}
-	return -EADDRINUSE;
-}
-
 static int list_fl_progs(__u32 *ids, char (*names)[BPF_OBJ_NAME_LEN], int cap)
 {
 	__u32 id = 0;
@@ -470,16 +406,9 @@ static int attached_count(const char *cg)
 	static const enum bpf_attach_type types[] = {BPF_CGROUP_INET4_CONNECT, BPF_CGROUP_INET6_CONNECT,
 						     BPF_CGROUP_UDP4_SENDMSG,  BPF_CGROUP_UDP6_SENDMSG,
 						     BPF_CGROUP_INET_EGRESS,   BPF_CGROUP_INET_INGRESS};
-	int fd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+	int n = fl_tl_cgroup_attached(cg, types, sizeof(types) / sizeof(types[0]));
 
-	assert_true(fd >= 0);
-	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
-		__u32 cnt = 0;
-
-		assert_int_equal(bpf_prog_query(fd, types[t], 0, NULL, NULL, &cnt), 0);
-		n += (int)cnt;
-	}
-	close(fd);
+	assert_true(n >= 0);
 	return n;
 }
 
@@ -523,8 +452,8 @@ static int group_setup(void **state)
 	if (!w->j)
 		return -1;
 
-	if (port_set(&w->port_d, &w->udp_d, &w->tcp_d, &w->tcp6_d) ||
-	    port_set(&w->port_o, &w->udp_o, &w->tcp_o, NULL) || pipe2(w->stop, O_CLOEXEC))
+	if (fl_tl_port_set(&w->port_d, &w->tcp_d, &w->tcp6_d, &w->udp_d) ||
+	    fl_tl_port_set(&w->port_o, &w->tcp_o, NULL, &w->udp_o) || pipe2(w->stop, O_CLOEXEC))
 		return -1;
 	if (pthread_create(&w->srv, NULL, server_main, w))
 		return -1;
@@ -632,7 +561,7 @@ static struct reply tcp_connects(struct world *w, int family, uint16_t port, int
 static int outside_connect(int family, uint16_t port)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(family, port, &ss);
+	socklen_t sl = fl_tl_lo_addr(family, port, &ss);
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
 
 	assert_true(fd >= 0);
@@ -1093,7 +1022,7 @@ static void test_cgroup_loss_backend(void **state)
 	assert_int_equal(attached_count(w->cg), 1);
 
 	/* the sender is outside the cgroup: only the receiving child's ingress is in scope */
-	sl = lo_addr(AF_INET, r.port, &ss);
+	sl = fl_tl_lo_addr(AF_INET, r.port, &ss);
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	assert_true(fd >= 0);
 	for (int i = 0; i < n; i++) {
@@ -1129,7 +1058,7 @@ static void test_cgroup_loss_backend(void **state)
 
 	/* after revert every datagram arrives */
 	r = agent(w, (struct cmd){.op = OP_UDP_BIND});
-	sl = lo_addr(AF_INET, r.port, &ss);
+	sl = fl_tl_lo_addr(AF_INET, r.port, &ss);
 	fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	for (int i = 0; i < 500; i++)
 		sendto(fd, "x", 1, 0, (struct sockaddr *)&ss, sl);

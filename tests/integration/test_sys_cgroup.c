@@ -35,7 +35,7 @@
 
 #define AGENT_WAIT_MS 60000
 #define MAX_PROGS 1024
-#define MAPPED (-AF_INET6)
+#define MAPPED FL_TL_MAPPED
 
 /* ---- the agent: a child inside the test cgroup that makes syscalls on request --------------- */
 
@@ -67,28 +67,6 @@ struct reply {
 	int last_fail;
 };
 
-static socklen_t lo_addr(int family, uint16_t port, struct sockaddr_storage *ss)
-{
-	memset(ss, 0, sizeof(*ss));
-	if (family == AF_INET6 || family == MAPPED) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
-
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons(port);
-		if (family == MAPPED)
-			inet_pton(AF_INET6, "::ffff:127.0.0.1", &s6->sin6_addr);
-		else
-			s6->sin6_addr = in6addr_loopback;
-		return sizeof(*s6);
-	}
-	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
-
-	s4->sin_family = AF_INET;
-	s4->sin_port = htons(port);
-	s4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	return sizeof(*s4);
-}
-
 static void note(struct reply *r, int i, int rc, int e)
 {
 	if (rc >= 0) {
@@ -112,7 +90,7 @@ static int sock_of(int family, int type)
 static void agent_do(const struct cmd *c, struct reply *r)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(c->family, c->port, &ss);
+	socklen_t sl = fl_tl_lo_addr(c->family, c->port, &ss);
 	struct linger lg = {.l_onoff = 1, .l_linger = 0};
 
 	for (int i = 0; i < c->n; i++) {
@@ -253,83 +231,10 @@ static void *server_main(void *arg)
 	}
 }
 
-static int bound(int family, int type, uint16_t port, uint16_t *got)
-{
-	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(family, port, &ss);
-	int one = 1, fd = socket(family, type | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-
-	if (fd < 0)
-		return -errno;
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
-	if (bind(fd, (struct sockaddr *)&ss, sl) || (type == SOCK_STREAM && listen(fd, 4096)) ||
-	    getsockname(fd, (struct sockaddr *)&ss, &sl)) {
-		int e = -errno;
-
-		close(fd);
-		return e;
-	}
-	if (got)
-		*got = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port :
-						  ((struct sockaddr_in *)&ss)->sin_port);
-	return fd;
-}
-
-/* TCP (v4, and v6 when asked) and UDP sockets sharing one free port number. */
-static int port_set(uint16_t *port, int *tcp, int *tcp6, int *udp)
-{
-	for (int attempt = 0; attempt < 50; attempt++) {
-		*tcp = bound(AF_INET, SOCK_STREAM, 0, port);
-		if (*tcp < 0)
-			return *tcp;
-		*udp = bound(AF_INET, SOCK_DGRAM, *port, NULL);
-		if (tcp6)
-			*tcp6 = *udp >= 0 ? bound(AF_INET6, SOCK_STREAM, *port, NULL) : -1;
-		if (*udp >= 0 && (!tcp6 || *tcp6 >= 0))
-			return 0;
-		close(*tcp);
-		if (*udp >= 0)
-			close(*udp);
-	}
-	return -EADDRINUSE;
-}
-
-/* Programs named fl_sc_* now loaded, ids into ids (not NULL: all of them). */
-static int list_ours(__u32 *ids, int cap)
-{
-	__u32 id = 0;
-	int n = 0;
-
-	while (!bpf_prog_get_next_id(id, &id)) {
-		struct bpf_prog_info pi;
-		__u32 len = sizeof(pi);
-		int fd = bpf_prog_get_fd_by_id(id);
-
-		if (fd < 0)
-			continue;
-		memset(&pi, 0, sizeof(pi));
-		if (!bpf_obj_get_info_by_fd(fd, &pi, &len) && !strncmp(pi.name, "fl_sc_", 6) && n < cap)
-			ids[n++] = id;
-		close(fd);
-	}
-	return n;
-}
-
 /* fl_sc_* programs that were not there before the test (another session may have its own). */
 static int new_progs(struct world *w)
 {
-	__u32 now[MAX_PROGS];
-	int n = list_ours(now, MAX_PROGS), fresh = 0;
-
-	for (int i = 0; i < n; i++) {
-		bool old = false;
-
-		for (int k = 0; k < w->nbefore && !old; k++)
-			old = now[i] == w->before_ids[k];
-		fresh += !old;
-	}
-	return fresh;
+	return fl_tl_bpf_new_progs("fl_sc_", w->before_ids, w->nbefore);
 }
 
 /* Every program attached directly to the cgroup, over every hook the backend uses. */
@@ -340,16 +245,9 @@ static int attached_count(const char *cg)
 		BPF_CGROUP_INET_SOCK_CREATE, BPF_CGROUP_UDP4_SENDMSG, BPF_CGROUP_UDP6_SENDMSG,
 		BPF_CGROUP_GETSOCKOPT, BPF_CGROUP_SETSOCKOPT,
 	};
-	int fd = open(cg, O_RDONLY | O_DIRECTORY | O_CLOEXEC), n = 0;
+	int n = fl_tl_cgroup_attached(cg, types, sizeof(types) / sizeof(types[0]));
 
-	assert_true(fd >= 0);
-	for (size_t t = 0; t < sizeof(types) / sizeof(types[0]); t++) {
-		__u32 cnt = 0;
-
-		assert_int_equal(bpf_prog_query(fd, types[t], 0, NULL, NULL, &cnt), 0);
-		n += (int)cnt;
-	}
-	close(fd);
+	assert_true(n >= 0);
 	return n;
 }
 
@@ -375,7 +273,7 @@ static int group_setup(void **state)
 	}
 	if (fl_cgroup_mount(NULL, mount, sizeof(mount)))
 		return -1;
-	w->nbefore = list_ours(w->before_ids, MAX_PROGS);
+	w->nbefore = fl_tl_bpf_progs("fl_sc_", w->before_ids, MAX_PROGS);
 	/* not faultline-*: that prefix belongs to runs, which recover may sweep */
 	snprintf(w->cg, sizeof(w->cg), "%.400s/fl-systest-%d", mount, (int)getpid());
 	if (mkdir(w->cg, 0755))
@@ -385,8 +283,8 @@ static int group_setup(void **state)
 	w->j = fl_tl_journal(w->jdir, sizeof(w->jdir), "fl-systest", w->run_id, "test_sys_cgroup");
 	if (!w->j)
 		return -1;
-	if (port_set(&w->port_d, &w->tcp_d, &w->tcp6_d, &w->udp_d) ||
-	    port_set(&w->port_o, &w->tcp_o, NULL, &w->udp_o) || pipe2(w->stop, O_CLOEXEC))
+	if (fl_tl_port_set(&w->port_d, &w->tcp_d, &w->tcp6_d, &w->udp_d) ||
+	    fl_tl_port_set(&w->port_o, &w->tcp_o, NULL, &w->udp_o) || pipe2(w->stop, O_CLOEXEC))
 		return -1;
 	if (pthread_create(&w->srv, NULL, server_main, w))
 		return -1;
@@ -564,7 +462,7 @@ static double obs(struct fl_observation *o, const char *key)
 static int outside_connect(int family, uint16_t port)
 {
 	struct sockaddr_storage ss;
-	socklen_t sl = lo_addr(family, port, &ss);
+	socklen_t sl = fl_tl_lo_addr(family, port, &ss);
 	int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0), rc;
 
 	assert_true(fd >= 0);

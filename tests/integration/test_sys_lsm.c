@@ -332,40 +332,10 @@ static int tcp_listener(uint16_t *port)
 	return fd;
 }
 
-static int list_ours(__u32 *ids, int cap)
-{
-	__u32 id = 0;
-	int n = 0;
-
-	while (!bpf_prog_get_next_id(id, &id)) {
-		struct bpf_prog_info pi;
-		__u32 len = sizeof(pi);
-		int fd = bpf_prog_get_fd_by_id(id);
-
-		if (fd < 0)
-			continue;
-		memset(&pi, 0, sizeof(pi));
-		if (!bpf_obj_get_info_by_fd(fd, &pi, &len) && !strncmp(pi.name, "fl_sl_", 6) && n < cap)
-			ids[n++] = id;
-		close(fd);
-	}
-	return n;
-}
-
 /* fl_sl_* programs loaded now that were not before the test. */
 static int new_progs(struct world *w)
 {
-	__u32 now[MAX_PROGS];
-	int n = list_ours(now, MAX_PROGS), fresh = 0;
-
-	for (int i = 0; i < n; i++) {
-		bool old = false;
-
-		for (int k = 0; k < w->nbefore && !old; k++)
-			old = now[i] == w->before_ids[k];
-		fresh += !old;
-	}
-	return fresh;
+	return fl_tl_bpf_new_progs("fl_sl_", w->before_ids, w->nbefore);
 }
 
 /* LSM links of ours (tracing links to fl_sl_* programs), attached now. */
@@ -469,7 +439,7 @@ static int group_setup(void **state)
 	w->probe_ok = true;
 	if (fl_cgroup_mount(NULL, mount, sizeof(mount)))
 		return -1;
-	w->nbefore = list_ours(w->before_ids, MAX_PROGS);
+	w->nbefore = fl_tl_bpf_progs("fl_sl_", w->before_ids, MAX_PROGS);
 	/* not faultline-*: that prefix belongs to runs, which recover may sweep */
 	snprintf(w->cg, sizeof(w->cg), "%.400s/fl-lsmtest-%d", mount, (int)getpid());
 	if (mkdir(w->cg, 0755))
@@ -694,7 +664,7 @@ static void test_probe(void **state)
 	{
 		__u32 ids[64];
 
-		assert_int_equal(list_ours(ids, 64), 0);
+		assert_int_equal(fl_tl_bpf_progs("fl_sl_", ids, 64), 0);
 	}
 	print_message("skipped: %s\n", e.msg);
 	skip();
