@@ -773,6 +773,7 @@ static uint32_t packet_id(struct nlmsghdr *nh)
 struct nfq_counters {
 	uint64_t seen, accepted, dropped, delayed, at_cap;
 	uint64_t held_now, held_max, hold_sum_ns, hold_max_ns;
+	uint64_t late, late_max_ns; /* releases over LATE_NS past their due time; the worst */
 	uint64_t errors;           /* failed sends/receives and kernel error replies */
 	int64_t last_errno;
 };
@@ -1008,14 +1009,22 @@ static void held_count(struct delayer *d)
 		CTR_SET(d->ctr, held_max, d->n);
 }
 
+/* A release this far past its due time counts as late: the delayer fell behind (descheduled, busy). */
+#define LATE_NS 1000000
+
 static void release(struct delayer *d, struct held h, int64_t now, bool batchable)
 {
 	uint64_t hold = (uint64_t)(now - h.arrived);
+	int64_t late = now - h.due;
 
 	CTR_ADD(d->ctr, delayed, 1);
 	CTR_ADD(d->ctr, hold_sum_ns, hold);
 	if (hold > d->ctr->hold_max_ns)
 		CTR_SET(d->ctr, hold_max_ns, hold);
+	if (late > LATE_NS)
+		CTR_ADD(d->ctr, late, 1);
+	if (late > 0 && (uint64_t)late > d->ctr->late_max_ns)
+		CTR_SET(d->ctr, late_max_ns, (uint64_t)late);
 	v_accept(d, h.id, batchable);
 }
 
@@ -1826,8 +1835,14 @@ static int nfq_observe(void *state, struct fl_observation *o)
 		double mean = delayed ? (double)CTR_GET(c, hold_sum_ns) / (double)delayed / 1e6 : 0;
 		double max = (double)CTR_GET(c, hold_max_ns) / 1e6;
 
+		double late_max = (double)CTR_GET(c, late_max_ns) / 1e6;
+
 		fl_obs_num(o, "hold_ms_mean", mean, "%.2fms", mean);
 		fl_obs_num(o, "hold_ms_max", max, "%.2fms", max);
+		/* what the delayer added past each packet's drawn delay: a hold over delay + jitter is this */
+		fl_obs_num(o, "released_late", (double)CTR_GET(c, late), "%llu over 1 ms past due (worst %.2f ms late)",
+			   (unsigned long long)CTR_GET(c, late), late_max);
+		fl_obs_num(o, "late_ms_max", late_max, "%.2fms", late_max);
 	}
 	fl_obs_num(o, "held_now", (double)CTR_GET(c, held_now), "%llu (max %llu of %u)",
 		   (unsigned long long)CTR_GET(c, held_now), (unsigned long long)CTR_GET(c, held_max), st->cap);
