@@ -30,6 +30,7 @@
 #include "journal.h"
 #include "procfs.h"
 #include "sys.h"
+#include "sys_backend_test.h"
 #include "sys_cgroup.h"
 #include "target.h"
 
@@ -191,8 +192,7 @@ struct world {
 	__u32 before_ids[MAX_PROGS];
 	int nbefore;
 	/* applied and not yet released, for a teardown after a failed assertion */
-	void *live[8];
-	int nlive;
+	struct sys_live live;
 };
 
 static struct world W;
@@ -305,27 +305,10 @@ static int group_setup(void **state)
 	return 0;
 }
 
-static void forget(struct world *w, void *st)
-{
-	for (int i = 0; i < w->nlive; i++)
-		if (w->live[i] == st) {
-			w->live[i] = w->live[--w->nlive];
-			return;
-		}
-}
-
 /* After a failed assertion: whatever is still applied goes, so the next test starts clean. */
 static int drop_live(void **state)
 {
-	struct world *w = *state;
-	struct fl_err e;
-
-	while (w->nlive) {
-		void *st = w->live[--w->nlive];
-
-		fl_sys_backend_cgroup.revert(st, &e);
-		fl_sys_backend_cgroup.release(st);
-	}
+	sys_drop_live(&fl_sys_backend_cgroup, &((struct world *)*state)->live);
 	return 0;
 }
 
@@ -394,68 +377,18 @@ static struct reply agent(struct world *w, int op, int family, uint16_t port, in
 /* A rule as the front would build it: syscalls by name (NULL-terminated), errno, probability. */
 static void rule(struct fl_sys_rule *r, struct world *w, int err, double p, const char *const *names)
 {
-	memset(r, 0, sizeof(*r));
-	r->f = &test_fault;
-	for (int i = 0; names[i]; i++) {
-		r->sys[r->n] = fl_syscall_by_name(names[i]);
-		assert_non_null(r->sys[r->n]);
-		r->classes |= r->sys[r->n]->cls;
-		r->n++;
-	}
-	r->err = err;
-	r->probability = p;
-	r->tgid = w->agent;
-	r->cgroup_v2 = w->cg;
-}
-
-static void dst_lo(struct fl_sys_rule *r, uint16_t port)
-{
-	r->has_dst = true;
-	r->dst.family = AF_INET;
-	r->dst.prefix = 32;
-	inet_pton(AF_INET, "127.0.0.1", r->dst.addr);
-	r->dst_port = port;
+	sys_rule(r, &test_fault, w->agent, w->cg, err, p, names);
 }
 
 static void *apply(struct world *w, const struct fl_sys_rule *r)
 {
-	struct fl_err e = {0};
-	void *st = NULL;
-	int rc = fl_sys_backend_cgroup.check(r, &e);
-
-	if (rc)
-		fail_msg("check: %s (%s)", e.msg, e.hint);
-	rc = fl_sys_backend_cgroup.apply(r, w->j, &st, &e);
-	if (rc)
-		fail_msg("apply: %s (%s)", e.msg, e.hint);
-	assert_non_null(st);
-	w->live[w->nlive++] = st;
-	return st;
+	return sys_apply(&fl_sys_backend_cgroup, w->j, &w->live, r);
 }
 
 static void revert(struct world *w, void *st, struct fl_observation *o)
 {
-	struct fl_err e = {0};
-
-	assert_int_equal(fl_sys_backend_cgroup.revert(st, &e), 0);
-	/* idempotent */
-	assert_int_equal(fl_sys_backend_cgroup.revert(st, &e), 0);
-	if (o) {
-		memset(o, 0, sizeof(*o));
-		assert_int_equal(fl_sys_backend_cgroup.observe(st, o), 0);
-	}
-	forget(w, st);
-	fl_sys_backend_cgroup.release(st);
+	sys_revert(&fl_sys_backend_cgroup, &w->live, st, o);
 	assert_int_equal(attached_count(w->cg), 0);
-}
-
-static double obs(struct fl_observation *o, const char *key)
-{
-	double v = fl_tl_obs_num(o, key, -1);
-
-	if (v < 0)
-		fail_msg("observation %s missing", key);
-	return v;
 }
 
 /* A connect from the test process itself, outside the cgroup: 0 or errno. */
@@ -537,7 +470,7 @@ static void test_connect_errno_exact(void **state)
 		void *st;
 
 		rule(&r, w, errnos[k], 1.0, (const char *const[]){"connect", NULL});
-		dst_lo(&r, w->port_d);
+		sys_dst_lo(&r, w->port_d);
 		base = agent(w, OP_TCP_CONNECT, AF_INET, w->port_d, 20);
 		assert_int_equal(base.ok, 20);
 		st = apply(w, &r);
@@ -557,8 +490,8 @@ static void test_connect_errno_exact(void **state)
 		/* this process is outside the cgroup */
 		assert_int_equal(outside_connect(AF_INET, w->port_d), 0);
 		revert(w, st, &o);
-		assert_int_equal(obs(&o, "calls_matched"), 120);
-		assert_int_equal(obs(&o, "calls_failed"), 120);
+		assert_int_equal(sys_obs(&o, "calls_matched"), 120);
+		assert_int_equal(sys_obs(&o, "calls_failed"), 120);
 		d = agent(w, OP_TCP_CONNECT, AF_INET, w->port_d, 20);
 		assert_int_equal(d.ok, 20);
 	}
@@ -589,7 +522,7 @@ static void test_bind_socket_sockopt(void **state)
 	}
 	close(fd);
 	revert(w, st, &o);
-	assert_int_equal(obs(&o, "calls_failed"), 30);
+	assert_int_equal(sys_obs(&o, "calls_failed"), 30);
 
 	rule(&r, w, EMFILE, 1.0, (const char *const[]){"socket", NULL});
 	st = apply(w, &r);
@@ -606,7 +539,7 @@ static void test_bind_socket_sockopt(void **state)
 	assert_true(fd >= 0);
 	close(fd);
 	revert(w, st, &o);
-	assert_int_equal(obs(&o, "calls_matched"), 40);
+	assert_int_equal(sys_obs(&o, "calls_matched"), 40);
 
 	/* only the sockopt call named: setsockopt fails, getsockopt goes on */
 	rule(&r, w, ENOPROTOOPT, 1.0, (const char *const[]){"setsockopt", NULL});
@@ -638,7 +571,7 @@ static void test_sendmsg_udp_only(void **state)
 
 	NEED_WORLD(w);
 	rule(&r, w, ENETUNREACH, 1.0, (const char *const[]){"sendto", NULL});
-	dst_lo(&r, w->port_d);
+	sys_dst_lo(&r, w->port_d);
 	st = apply(w, &r);
 	d = agent(w, OP_UDP_SENDTO, AF_INET, w->port_d, 40);
 	other = agent(w, OP_UDP_SENDTO, AF_INET, w->port_o, 40);
@@ -650,7 +583,7 @@ static void test_sendmsg_udp_only(void **state)
 	/* the documented limit: a connected UDP socket's send() never reaches cgroup/sendmsg4 */
 	assert_int_equal(conn.ok, 10);
 	revert(w, st, &o);
-	assert_int_equal(obs(&o, "calls_matched"), 40);
+	assert_int_equal(sys_obs(&o, "calls_matched"), 40);
 }
 
 /* 50% over 4000 UDP connects: counted by the child itself, and observe agrees to the call. */
@@ -666,7 +599,7 @@ static void test_probability(void **state)
 
 	NEED_WORLD(w);
 	rule(&r, w, ECONNREFUSED, 0.5, (const char *const[]){"connect", NULL});
-	dst_lo(&r, w->port_d);
+	sys_dst_lo(&r, w->port_d);
 	st = apply(w, &r);
 	d = agent(w, OP_UDP_CONNECT, AF_INET, w->port_d, n);
 	ratio = (double)d.errs / n;
@@ -676,9 +609,9 @@ static void test_probability(void **state)
 	assert_true(ratio >= 0.45 && ratio <= 0.55);
 	memset(&o, 0, sizeof(o));
 	assert_int_equal(fl_sys_backend_cgroup.observe(st, &o), 0);
-	assert_int_equal(obs(&o, "calls_matched"), n);
-	assert_int_equal(obs(&o, "calls_failed"), d.errs);
-	assert_true(fabs(obs(&o, "failed_observed") - ratio) < 1e-9);
+	assert_int_equal(sys_obs(&o, "calls_matched"), n);
+	assert_int_equal(sys_obs(&o, "calls_failed"), d.errs);
+	assert_true(fabs(sys_obs(&o, "failed_observed") - ratio) < 1e-9);
 	revert(w, st, NULL);
 }
 
@@ -693,7 +626,7 @@ static void test_after_max(void **state)
 
 	NEED_WORLD(w);
 	rule(&r, w, ECONNREFUSED, 1.0, (const char *const[]){"connect", NULL});
-	dst_lo(&r, w->port_d);
+	sys_dst_lo(&r, w->port_d);
 	r.after = 10;
 	r.max = 25;
 	st = apply(w, &r);
@@ -703,12 +636,12 @@ static void test_after_max(void **state)
 	assert_int_equal(d.first_fail, 10);
 	assert_int_equal(d.last_fail, 34);
 	revert(w, st, &o);
-	assert_int_equal(obs(&o, "calls_matched"), 100);
-	assert_int_equal(obs(&o, "calls_failed"), 25);
+	assert_int_equal(sys_obs(&o, "calls_matched"), 100);
+	assert_int_equal(sys_obs(&o, "calls_failed"), 25);
 
 	/* after with a probability: none of the first `after` is ever failed */
 	rule(&r, w, ECONNREFUSED, 0.5, (const char *const[]){"connect", NULL});
-	dst_lo(&r, w->port_d);
+	sys_dst_lo(&r, w->port_d);
 	r.after = 50;
 	r.max = 100;
 	st = apply(w, &r);
@@ -874,7 +807,7 @@ static void test_nothing_left(void **state)
 	int status;
 
 	NEED_WORLD(w);
-	assert_int_equal(w->nlive, 0);
+	assert_int_equal(w->live.n, 0);
 	assert_int_equal(attached_count(w->cg), 0);
 	stop_agent(w);
 	assert_int_equal(waitpid(-1, &status, WNOHANG), -1);

@@ -34,6 +34,7 @@
 #include "journal.h"
 #include "procfs.h"
 #include "sys.h"
+#include "sys_backend_test.h"
 #include "sys_lsm.h"
 #include "target.h"
 
@@ -278,8 +279,7 @@ struct world {
 	int stop[2];
 	__u32 before_ids[MAX_PROGS];
 	int nbefore;
-	void *live[8];
-	int nlive;
+	struct sys_live live;
 };
 
 static struct world W;
@@ -471,26 +471,9 @@ static int group_setup(void **state)
 	return 0;
 }
 
-static void forget(struct world *w, void *st)
-{
-	for (int i = 0; i < w->nlive; i++)
-		if (w->live[i] == st) {
-			w->live[i] = w->live[--w->nlive];
-			return;
-		}
-}
-
 static int drop_live(void **state)
 {
-	struct world *w = *state;
-	struct fl_err e;
-
-	while (w->nlive) {
-		void *st = w->live[--w->nlive];
-
-		fl_sys_backend_lsm.revert(st, &e);
-		fl_sys_backend_lsm.release(st);
-	}
+	sys_drop_live(&fl_sys_backend_lsm, &((struct world *)*state)->live);
 	return 0;
 }
 
@@ -561,65 +544,18 @@ static struct reply agent(struct world *w, int op, uint16_t port, const char *pa
 
 static void rule(struct fl_sys_rule *r, struct world *w, int err, double p, const char *const *names)
 {
-	memset(r, 0, sizeof(*r));
-	r->f = &test_fault;
-	for (int i = 0; names[i]; i++) {
-		r->sys[r->n] = fl_syscall_by_name(names[i]);
-		assert_non_null(r->sys[r->n]);
-		r->classes |= r->sys[r->n]->cls;
-		r->n++;
-	}
-	r->err = err;
-	r->probability = p;
-	r->tgid = w->agent;
-	r->cgroup_v2 = w->cg;
-}
-
-static void dst_lo(struct fl_sys_rule *r, uint16_t port)
-{
-	r->has_dst = true;
-	r->dst.family = AF_INET;
-	r->dst.prefix = 32;
-	inet_pton(AF_INET, "127.0.0.1", r->dst.addr);
-	r->dst_port = port;
+	sys_rule(r, &test_fault, w->agent, w->cg, err, p, names);
 }
 
 static void *apply(struct world *w, const struct fl_sys_rule *r)
 {
-	struct fl_err e = {0};
-	void *st = NULL;
-
-	if (fl_sys_backend_lsm.check(r, &e))
-		fail_msg("check: %s (%s)", e.msg, e.hint);
-	if (fl_sys_backend_lsm.apply(r, w->j, &st, &e))
-		fail_msg("apply: %s (%s)", e.msg, e.hint);
-	assert_non_null(st);
-	w->live[w->nlive++] = st;
-	return st;
+	return sys_apply(&fl_sys_backend_lsm, w->j, &w->live, r);
 }
 
 static void revert(struct world *w, void *st, struct fl_observation *o)
 {
-	struct fl_err e = {0};
-
-	assert_int_equal(fl_sys_backend_lsm.revert(st, &e), 0);
-	assert_int_equal(fl_sys_backend_lsm.revert(st, &e), 0);
-	if (o) {
-		memset(o, 0, sizeof(*o));
-		assert_int_equal(fl_sys_backend_lsm.observe(st, o), 0);
-	}
-	forget(w, st);
-	fl_sys_backend_lsm.release(st);
+	sys_revert(&fl_sys_backend_lsm, &w->live, st, o);
 	assert_int_equal(lsm_links(), 0);
-}
-
-static double obs(struct fl_observation *o, const char *key)
-{
-	double v = fl_tl_obs_num(o, key, -1);
-
-	if (v < 0)
-		fail_msg("observation %s missing", key);
-	return v;
 }
 
 /* ---- the tests ------------------------------------------------------------------------------ */
@@ -729,8 +665,8 @@ static void test_open_emfile(void **state)
 	/* another process, outside the cgroup, opens the same path */
 	assert_int_equal(out.ok, 20);
 	revert(w, st, &o);
-	assert_int_equal(obs(&o, "calls_matched"), 20);
-	assert_int_equal(obs(&o, "calls_failed"), 20);
+	assert_int_equal(sys_obs(&o, "calls_matched"), 20);
+	assert_int_equal(sys_obs(&o, "calls_failed"), 20);
 	in = agent(w, OP_OPEN, 0, w->inside, 5);
 	assert_int_equal(in.ok, 5);
 }
@@ -749,7 +685,7 @@ static void test_connect(void **state)
 		void *st;
 
 		rule(&r, w, errnos[k], 1.0, (const char *const[]){"connect", NULL});
-		dst_lo(&r, w->port_d);
+		sys_dst_lo(&r, w->port_d);
 		st = apply(w, &r);
 		d = agent(w, OP_TCP_CONNECT, w->port_d, NULL, 30);
 		other = agent(w, OP_TCP_CONNECT, w->port_o, NULL, 30);
@@ -762,7 +698,7 @@ static void test_connect(void **state)
 		assert_int_equal(other.ok, 30);
 		assert_int_equal(out.ok, 30);
 		revert(w, st, &o);
-		assert_int_equal(obs(&o, "calls_matched"), 30);
+		assert_int_equal(sys_obs(&o, "calls_matched"), 30);
 	}
 }
 
@@ -800,7 +736,7 @@ static void test_every_hook(void **state)
 		assert_int_equal(a.err_other, 0);
 		assert_int_equal(out.ok, 10);
 		revert(w, st, &o);
-		assert_true(obs(&o, "calls_failed") >= 10);
+		assert_true(sys_obs(&o, "calls_failed") >= 10);
 	}
 }
 
@@ -814,7 +750,7 @@ static void test_sendmsg(void **state)
 
 	NEED_WORLD(w);
 	rule(&r, w, ENETUNREACH, 1.0, (const char *const[]){"sendto", NULL});
-	dst_lo(&r, w->port_d);
+	sys_dst_lo(&r, w->port_d);
 	st = apply(w, &r);
 	d = agent(w, OP_UDP_SENDTO, w->port_d, NULL, 20);
 	other = agent(w, OP_UDP_SENDTO, w->port_o, NULL, 20);
@@ -849,8 +785,8 @@ static void test_probability(void **state)
 	assert_true(ratio >= 0.45 && ratio <= 0.55);
 	memset(&o, 0, sizeof(o));
 	assert_int_equal(fl_sys_backend_lsm.observe(st, &o), 0);
-	assert_int_equal(obs(&o, "calls_matched"), n);
-	assert_int_equal(obs(&o, "calls_failed"), d.errs);
+	assert_int_equal(sys_obs(&o, "calls_matched"), n);
+	assert_int_equal(sys_obs(&o, "calls_failed"), d.errs);
 	revert(w, st, NULL);
 }
 
@@ -874,8 +810,8 @@ static void test_after_max(void **state)
 	assert_int_equal(d.first_fail, 10);
 	assert_int_equal(d.last_fail, 34);
 	revert(w, st, &o);
-	assert_int_equal(obs(&o, "calls_matched"), 100);
-	assert_int_equal(obs(&o, "calls_failed"), 25);
+	assert_int_equal(sys_obs(&o, "calls_matched"), 100);
+	assert_int_equal(sys_obs(&o, "calls_failed"), 25);
 }
 
 /* Without a cgroup of its own (none, or the root), the target's process is the scope. */
@@ -1034,7 +970,7 @@ static void test_nothing_left(void **state)
 	int status;
 
 	NEED_WORLD(w);
-	assert_int_equal(w->nlive, 0);
+	assert_int_equal(w->live.n, 0);
 	assert_int_equal(lsm_links(), 0);
 	stop_agent(&w->agent, &w->chan);
 	stop_agent(&w->agent2, &w->chan2);
