@@ -371,6 +371,32 @@ static void observe(struct fl_fault *f, struct fl_observation *o)
 	assert_int_equal(f->inj->observe(f, o), 0);
 }
 
+/* The scenario's one fault aimed at t, checked and applied (either failing fails the test); *t0 is
+ * stamped just before the apply. */
+static struct fl_fault *start(struct world *w, struct fl_scenario *sc, struct fl_target_info *t, double *t0)
+{
+	struct fl_fault *f = &sc->faults[0];
+	struct fl_err e = {0};
+
+	f->target = t;
+	if (f->inj->check(f, &e))
+		fail_msg("check: %s", e.msg);
+	*t0 = fl_tl_now_s();
+	if (f->inj->apply(f, w->j, &e))
+		fail_msg("apply: %s", e.msg);
+	return f;
+}
+
+/* Observe f every step_ms until secs after t0, then once more: o holds the last. */
+static void observe_until(struct fl_fault *f, struct fl_observation *o, double t0, double secs, int step_ms)
+{
+	while (fl_tl_now_s() - t0 < secs) {
+		observe(f, o);
+		sleep_ms(step_ms);
+	}
+	observe(f, o);
+}
+
 /* ---- memory.leak ------------------------------------------------------------------------------ */
 
 static void test_leak_holds_then_frees(void **state)
@@ -389,14 +415,8 @@ static void test_leak_holds_then_frees(void **state)
 		skip();
 	set_mem_limit(w, 0);
 	sc = fault("  - {name: leak, type: memory.leak, duration: 10s, rate: 50MiB/s, limit: 200MiB}\n");
-	f = &sc->faults[0];
-	f->target = &w->info;
-	if (f->inj->check(f, &e))
-		fail_msg("check: %s", e.msg);
 	usage0 = mem_usage(w);
-	t0 = fl_tl_now_s();
-	if (f->inj->apply(f, w->j, &e))
-		fail_msg("apply: %s", e.msg);
+	f = start(w, sc, &w->info, &t0);
 	assert_int_equal(journaled(w, "leak", &leaker, NULL, 1), 1);
 	/* the journaled child is the one in the target's cgroup */
 	{
@@ -412,11 +432,7 @@ static void test_leak_holds_then_frees(void **state)
 			fclose(pf);
 		assert_true(found);
 	}
-	while (fl_tl_now_s() - t0 < 4.2) {
-		observe(f, &o);
-		sleep_ms(100);
-	}
-	observe(f, &o);
+	observe_until(f, &o, t0, 4.2, 100);
 	/* seen from outside: the child's /proc and the cgroup's counter, not the child's own count */
 	rss = fl_tl_rss_anon(leaker);
 	usage_full = mem_usage(w);
@@ -469,13 +485,7 @@ static void test_leak_oom_reported_honestly(void **state)
 	set_mem_limit(w, 150u << 20);
 	ooms0 = oom_kills(w);
 	sc = fault("  - {name: leak, type: memory.leak, duration: 10s, rate: 100MiB/s, limit: 300MiB}\n");
-	f = &sc->faults[0];
-	f->target = &w->info;
-	if (f->inj->check(f, &e))
-		fail_msg("check: %s", e.msg);
-	t0 = fl_tl_now_s();
-	if (f->inj->apply(f, w->j, &e))
-		fail_msg("apply: %s", e.msg);
+	f = start(w, sc, &w->info, &t0);
 	assert_int_equal(journaled(w, "leak", &leaker, NULL, 1), 1);
 	/* until the kernel has acted and the report names someone (or 8 s) */
 	while (fl_tl_now_s() - t0 < 8) {
@@ -580,13 +590,7 @@ static void test_leak_owner_target(void **state)
 		skip();
 	set_mem_limit(w, 150u << 20);
 	sc = fault("  - {name: leak, type: memory.leak, duration: 10s, rate: 100MiB/s, limit: 300MiB, owner: target}\n");
-	f = &sc->faults[0];
-	f->target = &w->info;
-	if (f->inj->check(f, &e))
-		fail_msg("check: %s", e.msg);
-	t0 = fl_tl_now_s();
-	if (f->inj->apply(f, w->j, &e))
-		fail_msg("apply: %s", e.msg);
+	f = start(w, sc, &w->info, &t0);
 	assert_int_equal(journaled(w, "leak", &leaker, NULL, 1), 1);
 	/* journaled with what it raised, then raised */
 	assert_int_equal(fl_journal_read(fl_journal_path(w->j), &info, &e), 0);
@@ -987,17 +991,8 @@ static void test_kill_every_restarted_child(void **state)
 	sup.pgid = sup.pid;
 	snprintf(sup.cgroup_v2, sizeof(sup.cgroup_v2), "%s", w->v2cg);
 	sc = fault("  - {name: kill, type: process.kill, duration: 5s, target: child, comm: " WORKER ", every: 1s}\n");
-	f = &sc->faults[0];
-	f->target = &sup;
-	assert_int_equal(f->inj->check(f, &e), 0);
-	t0 = fl_tl_now_s();
-	if (f->inj->apply(f, w->j, &e))
-		fail_msg("apply: %s", e.msg);
-	while (fl_tl_now_s() - t0 < 3.3) {
-		observe(f, &o);
-		sleep_ms(50);
-	}
-	observe(f, &o);
+	f = start(w, sc, &sup, &t0);
+	observe_until(f, &o, t0, 3.3, 50);
 	n = journaled(w, "kill", killed, NULL, 16);
 	for (int i = 0; i < n; i++)
 		add_watched(w, killed[i]);
@@ -1065,17 +1060,8 @@ static void test_kill_main_restarted_by_supervisor(void **state)
 	/* a target found by pid: the worker is the service, its supervisor restarts it */
 	main_of.pid = wk;
 	sc = fault("  - {name: kill, type: process.kill, duration: 5s, signal: SIGTERM, every: 1s}\n");
-	f = &sc->faults[0];
-	f->target = &main_of;
-	assert_int_equal(f->inj->check(f, &e), 0);
-	t0 = fl_tl_now_s();
-	if (f->inj->apply(f, w->j, &e))
-		fail_msg("apply: %s", e.msg);
-	while (fl_tl_now_s() - t0 < 2.3) {
-		observe(f, &o);
-		sleep_ms(50);
-	}
-	observe(f, &o);
+	f = start(w, sc, &main_of, &t0);
+	observe_until(f, &o, t0, 2.3, 50);
 	n = journaled(w, "kill", killed, NULL, 16);
 	for (int i = 0; i < n; i++)
 		add_watched(w, killed[i]);
