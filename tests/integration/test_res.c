@@ -631,6 +631,24 @@ static void test_leak_owner_target(void **state)
 		      "leaker RssAnon %.1fMiB after\n", t_kill, obs_text(&o, "oom_victims"),
 		      fl_tl_obs_num(&o, "leak_dropped", -1), obs_text(&o, "not_restarted"),
 		      (double)fl_tl_rss_anon(leaker) / MIB);
+	if (strstr(obs_text(&o, "oom_victims"), "leaker")) {
+		/*
+		 * The kernel took the leaker as well, right after the target and before the leaker saw
+		 * the first kill and dropped its pages (seen twice so far, once in a CI run). Not what
+		 * owner: target aims at, but the kernel's choice: the report must then be true, and it
+		 * is checked here. The rest of this case needs a live leaker. The library's
+		 * memory-leak-oom test fails hardened whenever the leaker is killed, so a leaker that
+		 * always dies cannot hide behind this skip.
+		 */
+		assert_true(gone(leaker));
+		assert_non_null(strstr(obs_text(&o, "oom_victims"), "target"));
+		assert_true(fl_tl_obs_num(&o, "oom_kills", 0) >= 2);
+		assert_int_equal(f->inj->revert(f, &e), 0);
+		f->inj->release(f);
+		fl_scenario_free(sc);
+		print_message("skipped the rest: the kernel also OOM-killed the leaker (reported as such)\n");
+		skip();
+	}
 	assert_true(fl_tl_obs_num(&o, "oom_kills", 0) >= 1);
 	assert_non_null(strstr(obs_text(&o, "oom_victims"), "target"));
 	assert_null(strstr(obs_text(&o, "oom_victims"), "leaker"));
