@@ -101,28 +101,6 @@ struct result {
 	double hold_ms;
 };
 
-/* utime + stime of pid in seconds (-1 when unreadable). */
-static double cpu_of(pid_t pid)
-{
-	char path[64], buf[1024], *p;
-	unsigned long long ut, stime;
-	FILE *f;
-	size_t n;
-
-	snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-	f = fopen(path, "r");
-	if (!f)
-		return -1;
-	n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	p = strrchr(buf, ')');
-	/* after "(comm)": state ppid pgrp session tty tpgid flags minflt cminflt majflt cmajflt utime stime */
-	if (!p || sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut, &stime) != 2)
-		return -1;
-	return (double)(ut + stime) / (double)sysconf(_SC_CLK_TCK);
-}
-
 static void settle(struct counts *c)
 {
 	uint64_t prev;
@@ -204,12 +182,12 @@ static int queued_flood(struct counts *c, struct fl_journal *j, double secs, str
 		fl_journal_info_free(&info);
 	}
 	pin(delayer, CPU_DELAYER);
-	cpu0 = cpu_of(delayer);
+	cpu0 = fl_tl_cpu_s(delayer);
 	/* cpu0's busy share: softirq work done by ksoftirqd counts too */
 	fl_tl_cpu_jiffies(CPU_DELAYER, &b0, &t0);
 	flood(c, secs, &ph->r);
 	fl_tl_cpu_jiffies(CPU_DELAYER, &b1, &t1);
-	ph->r.cpu_s = cpu_of(delayer) - cpu0;
+	ph->r.cpu_s = fl_tl_cpu_s(delayer) - cpu0;
 	ph->r.core_busy = t1 > t0 ? (double)(b1 - b0) / (double)(t1 - t0) : 0;
 	fl_net_backend_nfqueue.observe(st, &o);
 	ph->r.queued = (uint64_t)fl_tl_obs_num(&o, "packets_matched", -1);
